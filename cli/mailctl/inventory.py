@@ -1,0 +1,203 @@
+"""Load an Ansible inventory with Ansible's own machinery, so every host gets exactly the
+variables ansible-playbook would give it (same precedence, same Vault handling)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import InputError, Problem, ValidationFailed
+from .model import MailHost
+from .validate import DEFAULTS, check_host
+
+_VAR_EXTENSIONS = ("", ".yml", ".yaml", ".json")
+
+
+@dataclass
+class HostVars:
+    name: str
+    groups: list[str]
+    variables: dict[str, Any]
+
+
+class Inventory:
+    """An inventory path resolved through Ansible's InventoryManager and VariableManager."""
+
+    def __init__(self, source: str | os.PathLike, vault_password_file: str | None = None):
+        self.source = Path(source)
+        if not self.source.exists():
+            raise InputError(f"{self.source}: inventory not found")
+        self._loader, self._inventory, self._variables = _ansible_load(
+            self.source, vault_password_file)
+
+    def host_names(self, limit: str | None = None) -> list[str]:
+        if limit:
+            self._inventory.subset(limit)
+        names = [h.name for h in self._inventory.get_hosts()]
+        if limit and not names:
+            raise InputError(f"{self.source}: no host matches --limit/--host {limit!r}")
+        if not names:
+            raise InputError(f"{self.source}: the inventory has no hosts")
+        return names
+
+    def host_vars(self, name: str) -> HostVars:
+        """The host's variables with mail_* values templated (Vault values decrypted)."""
+        from ansible.errors import AnsibleError
+        from ansible.template import Templar
+
+        host = self._inventory.get_host(name)
+        resolved = self._variables.get_vars(host=host, include_hostvars=False)
+        templar = Templar(loader=self._loader, variables=resolved)
+        mail: dict[str, Any] = {}
+        for key in resolved:
+            if isinstance(key, str) and key.startswith("mail_"):
+                try:
+                    mail[key] = _plain(templar.template(resolved[key]))
+                except AnsibleError as exc:
+                    where = self.file_of(name, key)
+                    first = str(exc).strip().splitlines()[0]
+                    raise InputError(f"{where}: {name}: {key}: cannot be resolved: {first}"
+                                     ) from None
+        groups = sorted(g.name for g in host.get_groups() if g.name not in ("all", "ungrouped"))
+        return HostVars(name, groups, mail)
+
+    def file_of(self, host: str, variable: str) -> str:
+        """The file that gives `host` its value of `variable`, by Ansible's precedence."""
+        for path in self._candidate_files(host):
+            if _defines(path, variable, host):
+                return _display(path)
+        return _display(self.source)
+
+    def _candidate_files(self, host_name: str) -> Iterable[Path]:
+        base = self.source if self.source.is_dir() else self.source.parent
+        host = self._inventory.get_host(host_name)
+        yield from _var_files(base / "host_vars", host_name)
+        yield from self._inventory_files()
+        groups = sorted(host.get_groups(), key=lambda g: (g.depth, g.priority, g.name),
+                        reverse=True)
+        for group in groups:
+            yield from _var_files(base / "group_vars", group.name)
+
+    def _inventory_files(self) -> Iterable[Path]:
+        if self.source.is_file():
+            yield self.source
+        else:
+            yield from sorted(p for p in self.source.iterdir()
+                              if p.is_file() and p.suffix in (".yml", ".yaml", ".ini", ""))
+
+    def mail_hosts(self, limit: str | None = None,
+                   backend: str | None = None) -> list[MailHost]:
+        """Validate every (selected) host; raise ValidationFailed listing all problems."""
+        hosts, problems = [], []
+        for name in self.host_names(limit):
+            hv = self.host_vars(name)
+            host, findings = check_host(name, hv.variables, hv.groups, backend)
+            for f in findings:
+                problems.append(Problem(self.file_of(name, f.variable), name, f.field, f.message))
+            if host:
+                hosts.append(host)
+        if problems:
+            raise ValidationFailed(problems)
+        return hosts
+
+
+def _ansible_load(source: Path, vault_password_file: str | None):
+    from ansible.errors import AnsibleError
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.parsing.vault import get_file_vault_secret
+    from ansible.vars.manager import VariableManager
+
+    loader = DataLoader()
+    if vault_password_file:
+        path = Path(vault_password_file)
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise InputError(f"{path}: vault password file not found or not readable")
+        try:
+            secret = get_file_vault_secret(filename=str(path), loader=loader)
+            secret.load()
+        except AnsibleError as exc:
+            raise InputError(f"{path}: cannot read vault password: {exc}") from None
+        loader.set_vault_secrets([("default", secret)])
+    try:
+        inventory = InventoryManager(loader=loader, sources=[str(source)])
+    except AnsibleError as exc:
+        raise InputError(f"{source}: cannot load inventory: {exc}") from None
+    return loader, inventory, VariableManager(loader=loader, inventory=inventory)
+
+
+def _plain(value: Any) -> Any:
+    """Ansible's tagged/lazy containers and strings → plain Python values."""
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
+
+
+def _var_files(directory: Path, name: str) -> Iterable[Path]:
+    for ext in _VAR_EXTENSIONS:
+        candidate = directory / f"{name}{ext}"
+        if candidate.is_file():
+            yield candidate
+        elif candidate.is_dir():
+            yield from sorted(p for p in candidate.rglob("*") if p.is_file())
+
+
+def _defines(path: Path, variable: str, host: str) -> bool:
+    """Does this vars or inventory file set `variable` (for `host`, in an inventory file)?"""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if variable not in text:
+        return False
+    if "host_vars" in path.parts or "group_vars" in path.parts:
+        return True
+    try:
+        data = yaml.load(text, Loader=_AnyTagLoader)
+    except yaml.YAMLError:
+        return True  # INI inventory: the name occurs in it
+    return _yaml_inventory_sets(data, variable, host)
+
+
+def _yaml_inventory_sets(node: Any, variable: str, host: str) -> bool:
+    if not isinstance(node, dict):
+        return False
+    for key, value in node.items():
+        if key == "hosts" and isinstance(value, dict) and isinstance(value.get(host), dict):
+            if variable in value[host]:
+                return True
+        elif key == "vars" and isinstance(value, dict) and variable in value:
+            return True
+        elif isinstance(value, dict) and _yaml_inventory_sets(value, variable, host):
+            return True
+    return False
+
+
+class _AnyTagLoader(yaml.SafeLoader):
+    """SafeLoader that tolerates Ansible tags such as !vault."""
+
+
+_AnyTagLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def _display(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+__all__ = ["DEFAULTS", "Inventory"]

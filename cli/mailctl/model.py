@@ -1,0 +1,75 @@
+"""The validated, normalised mail configuration of one host: what the templates consume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+BACKENDS = ("dovecot", "cyrus")
+PLATFORMS = ("debian", "redhat", "suse")
+TOPOLOGY_GROUPS = ("mx", "mailstore")
+TLS_MODES = ("selfsigned", "files")
+
+
+@dataclass(frozen=True)
+class User:
+    address: str
+    password: str | None = field(repr=False)
+    password_hash: str | None = field(repr=False)
+    quota: int  # bytes; 0 = unlimited
+    aliases: tuple[str, ...]
+
+    @property
+    def local(self) -> str:
+        return self.address.split("@", 1)[0]
+
+    @property
+    def domain(self) -> str:
+        return self.address.split("@", 1)[1]
+
+
+@dataclass(frozen=True)
+class Alias:
+    address: str  # 'local@domain', or '@domain' for a catch-all
+    targets: tuple[str, ...]
+
+    @property
+    def is_catchall(self) -> bool:
+        return self.address.startswith("@")
+
+    @property
+    def domain(self) -> str:
+        return self.address.split("@", 1)[1]
+
+
+@dataclass(frozen=True)
+class Tls:
+    mode: str
+    cert_src: str | None = None  # controller-side files, mode 'files'
+    key_src: str | None = None
+
+
+@dataclass(frozen=True)
+class MailHost:
+    """Everything mailctl knows about one host after validation."""
+
+    name: str  # inventory_hostname
+    hostname: str
+    backend: str
+    role: str  # 'allinone' | 'mx' | 'mailstore'
+    platform: str
+    domains: tuple[str, ...]
+    users: tuple[User, ...]
+    aliases: tuple[Alias, ...]
+    relayhost: str
+    mynetworks: tuple[str, ...]
+    message_size_limit: int
+    tls: Tls
+    postfix_overrides: dict = field(default_factory=dict)
+    dovecot_overrides: dict = field(default_factory=dict)
+    cyrus_overrides: dict = field(default_factory=dict)
+
+    @property
+    def virtual_aliases(self) -> tuple[Alias, ...]:
+        """Inventory aliases plus each user's own aliases, in a stable order."""
+        own = tuple(Alias(a, (u.address,)) for u in self.users for a in u.aliases)
+        return self.aliases + own

@@ -1,0 +1,25 @@
+"""Platform profiles: package names, paths, users and services per OS family, as data.
+
+The profiles live in roles/mail_common/vars/<Family>.yml so the roles load the very same
+files (first-found on ansible_os_family) that `mailctl render` reads here.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import yaml
+
+from .paths import roles_dir
+
+FAMILY_FILES = {"debian": "Debian.yml", "redhat": "RedHat.yml", "suse": "Suse.yml"}
+# ansible_os_family values → mailctl platform names
+OS_FAMILIES = {"Debian": "debian", "RedHat": "redhat", "Suse": "suse"}
+
+
+@lru_cache(maxsize=None)
+def profile(platform: str) -> dict[str, Any]:
+    path = roles_dir() / "mail_common" / "vars" / FAMILY_FILES[platform]
+    with path.open(encoding="utf-8") as handle:
+        return yaml.safe_load(handle)["__mail_platform"]

@@ -1,0 +1,168 @@
+"""Render one host's configuration files from templates/ — pure and deterministic.
+
+The same function serves `mailctl render` and the Ansible roles (through the mailctl_files
+filter), so what render writes is byte for byte what deploy installs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from . import __version__
+from .model import MailHost
+from .passwords import dovecot_hash
+from .paths import templates_dir
+from .platforms import profile
+
+# Mozilla "intermediate" (v5.7) TLS 1.2 cipher suites; TLS 1.3 suites are all acceptable.
+INTERMEDIATE_CIPHERS = ":".join((
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
+))
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    component: str
+    path: str  # absolute path on the host
+    content: str
+    owner: str
+    group: str
+    mode: str
+    secret: bool  # holds password hashes or keys: never shown in a diff or log
+    template: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"component": self.component, "path": self.path, "content": self.content,
+                "owner": self.owner, "group": self.group, "mode": self.mode,
+                "secret": self.secret, "template": self.template}
+
+
+class SettingWriter:
+    """Writes `name = value` lines, letting the user's raw overrides replace values in place;
+    `rest()` returns the overrides the template did not mention, appended at the end."""
+
+    def __init__(self, overrides: Mapping[str, Any], separator: str, bools: tuple[str, str]):
+        self._overrides, self._sep, self._bools = dict(overrides), separator, bools
+        self._used: set[str] = set()
+
+    def _fmt(self, value: Any) -> str:
+        if isinstance(value, bool):
+            return self._bools[0] if value else self._bools[1]
+        if isinstance(value, (list, tuple)):
+            return " ".join(self._fmt(v) for v in value)
+        return str(value)
+
+    def __call__(self, name: str, value: Any) -> str:
+        self._used.add(name)
+        value = self._overrides.get(name, value)
+        text = self._fmt(value)
+        return f"{name}{self._sep}{text}".rstrip() if text else f"{name}{self._sep}".rstrip()
+
+    def rest(self) -> str:
+        lines = [self(name, value) for name, value in self._overrides.items()
+                 if name not in self._used]
+        return "\n".join(lines)
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+@lru_cache(maxsize=1)
+def manifest() -> list[dict[str, Any]]:
+    with (templates_dir() / "manifest.yml").open(encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def render_host(host: MailHost) -> list[RenderedFile]:
+    """Every file this host needs, rendered, in manifest order."""
+    plat = profile(host.platform)
+    fmt_vars = {**plat["paths"], **{k: str(v) for k, v in plat["users"].items()}}
+    env = _environment()
+    files = []
+    for entry in manifest():
+        if host.backend not in entry.get("backends", [host.backend]):
+            continue
+        if host.role not in entry.get("roles", [host.role]):
+            continue
+        context = _context(host, plat)
+        text = env.get_template(entry["template"]).render(**context)
+        files.append(RenderedFile(
+            component=entry["component"],
+            path=entry["dest"].format(**fmt_vars),
+            content=text,
+            owner=entry.get("owner", "root").format(**fmt_vars),
+            group=entry.get("group", "root").format(**fmt_vars),
+            mode=entry.get("mode", "0644"),
+            secret=bool(entry.get("secret", False)),
+            template=entry["template"],
+        ))
+    return files
+
+
+def _context(host: MailHost, plat: dict[str, Any]) -> dict[str, Any]:
+    paths = plat["paths"]
+    return {
+        "host": host,
+        "platform": plat,
+        "paths": paths,
+        "users": plat["users"],
+        "tls_cert": f"{paths['tls_dir']}/{host.hostname}.crt",
+        "tls_key": f"{paths['tls_dir']}/{host.hostname}.key",
+        "tls_ciphers": INTERMEDIATE_CIPHERS,
+        "header": f"Managed by mailctl {__version__} — local edits are overwritten on the next "
+                  "deploy.",
+        "postfix": SettingWriter(host.postfix_overrides, " = ", ("yes", "no")),
+        "dovecot": SettingWriter(host.dovecot_overrides, " = ", ("yes", "no")),
+        "cyrus": SettingWriter(host.cyrus_overrides, ": ", ("yes", "no")),
+        "user_hash": lambda user: user.password_hash or dovecot_hash(
+            user.password, host.hostname, user.address),
+        "sender_logins": _sender_logins(host),
+    }
+
+
+def _sender_logins(host: MailHost) -> list[tuple[str, tuple[str, ...]]]:
+    """Envelope sender → the logins allowed to use it: a user's own address and aliases, and
+    an inventory alias for the local users it delivers to."""
+    owners: dict[str, list[str]] = {}
+    users = {u.address for u in host.users}
+    for user in host.users:
+        for address in (user.address, *user.aliases):
+            owners.setdefault(address, []).append(user.address)
+    for alias in host.aliases:
+        if alias.is_catchall:
+            continue
+        for target in alias.targets:
+            if target in users:
+                owners.setdefault(alias.address, []).append(target)
+    return sorted((addr, tuple(dict.fromkeys(logins))) for addr, logins in owners.items())
+
+
+def write_tree(files: list[RenderedFile], root: Path) -> list[Path]:
+    """Write rendered files under root (root/etc/postfix/main.cf ...); secrets get 0600."""
+    written = []
+    for f in files:
+        target = root / f.path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(f.content, encoding="utf-8")
+        target.chmod(0o600 if f.secret else 0o644)
+        written.append(target)
+    return written

@@ -1,0 +1,417 @@
+"""The one schema for mailctl's inventory variables.
+
+`check_host` turns a host's resolved variables into a MailHost, or collects every problem it
+finds (it never stops at the first, and never raises on odd input: the fuzz tests hold it to
+that). Each finding names the top-level variable it belongs to, so the inventory layer can say
+which file defined it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .model import BACKENDS, PLATFORMS, TLS_MODES, TOPOLOGY_GROUPS, Alias, MailHost, Tls, User
+from .names import (
+    NameSyntaxError,
+    normalize_address,
+    normalize_domain,
+    normalize_fqdn,
+    parse_network,
+    parse_relayhost,
+    parse_size,
+)
+
+# Every variable mailctl reads, with its default (None: required).
+DEFAULTS: dict[str, Any] = {
+    "mail_backend": "dovecot",
+    "mail_hostname": None,
+    "mail_domains": None,
+    "mail_users": [],
+    "mail_aliases": [],
+    "mail_relayhost": "",
+    "mail_mynetworks": ["127.0.0.0/8", "[::1]/128"],
+    "mail_message_size_limit": "25M",
+    "mail_tls": {"mode": "selfsigned"},
+    "mail_platform": "debian",
+    "mail_postfix_overrides": {},
+    "mail_dovecot_overrides": {},
+    "mail_cyrus_overrides": {},
+}
+USER_KEYS = ("address", "password", "password_hash", "quota", "aliases")
+ALIAS_KEYS = ("address", "to")
+TLS_KEYS = ("mode", "cert", "key")
+
+# Dovecot password schemes mailctl accepts from the inventory: slow, salted ones only.
+_STRONG_SCHEMES = ("SHA512-CRYPT", "SHA256-CRYPT", "BLF-CRYPT", "ARGON2I", "ARGON2ID", "CRYPT")
+_CRYPT_PREFIXES = ("$6$", "$5$", "$2y$", "$2b$", "$y$", "$gy$", "$argon2i$", "$argon2id$")
+_OVERRIDE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class Finding:
+    variable: str  # the top-level variable (used to find the file that set it)
+    field: str  # the path inside it, e.g. mail_users[2].address
+    message: str
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.findings: list[Finding] = []
+
+    def add(self, variable: str, field: str, message: str) -> None:
+        self.findings.append(Finding(variable, field, message))
+
+
+def check_host(name: str, variables: Mapping[str, Any], groups: list[str],
+               backend_override: str | None = None) -> tuple[MailHost | None, list[Finding]]:
+    """Validate one host's variables; return the MailHost (if valid) and all findings."""
+    out = _Collector()
+    _unknown_keys(variables, out)
+    v = {k: variables.get(k, DEFAULTS[k]) for k in DEFAULTS}
+    for key, default in DEFAULTS.items():
+        if default is None and variables.get(key) in (None, ""):
+            out.add(key, key, "is required")
+
+    backend = backend_override or v["mail_backend"]
+    if backend not in BACKENDS:
+        out.add("mail_backend", "mail_backend",
+                f"{backend!r} is not a backend (choose {' or '.join(BACKENDS)})")
+    platform = v["mail_platform"]
+    if platform not in PLATFORMS:
+        out.add("mail_platform", "mail_platform",
+                f"{platform!r} is not a platform (choose one of {', '.join(PLATFORMS)})")
+
+    hostname = _one(out, "mail_hostname", v["mail_hostname"], normalize_fqdn)
+    domains = _domains(v["mail_domains"], out)
+    users = _users(v["mail_users"], domains, backend, out)
+    aliases = _aliases(v["mail_aliases"], domains, out)
+    _cross_checks(users, aliases, domains, out)
+    relayhost = _one(out, "mail_relayhost", v["mail_relayhost"], parse_relayhost)
+    mynetworks = _mynetworks(v["mail_mynetworks"], out)
+    size = _one(out, "mail_message_size_limit", v["mail_message_size_limit"],
+                lambda x: parse_size(x, what="message size limit"))
+    if size == 0:
+        out.add("mail_message_size_limit", "mail_message_size_limit", "must be more than 0")
+    tls = _tls(v["mail_tls"], out)
+    overrides = {k: _overrides(k, v[k], out) for k in
+                 ("mail_postfix_overrides", "mail_dovecot_overrides", "mail_cyrus_overrides")}
+    role = _role(groups, out)
+
+    if out.findings:
+        return None, out.findings
+    return MailHost(
+        name=name, hostname=hostname, backend=backend, role=role, platform=platform,
+        domains=tuple(domains), users=tuple(users), aliases=tuple(aliases),
+        relayhost=relayhost, mynetworks=tuple(mynetworks), message_size_limit=size, tls=tls,
+        postfix_overrides=overrides["mail_postfix_overrides"],
+        dovecot_overrides=overrides["mail_dovecot_overrides"],
+        cyrus_overrides=overrides["mail_cyrus_overrides"],
+    ), []
+
+
+def _unknown_keys(variables: Mapping[str, Any], out: _Collector) -> None:
+    for key in sorted(k for k in variables if isinstance(k, str) and k.startswith("mail_")):
+        if key in DEFAULTS:
+            continue
+        guess = difflib.get_close_matches(key, DEFAULTS, n=1, cutoff=0.6)
+        hint = f"; did you mean {guess[0]}?" if guess else ""
+        out.add(key, key, f"unknown mailctl variable{hint}")
+
+
+def _one(out: _Collector, key: str, value: Any, parse) -> Any:
+    try:
+        return parse(value)
+    except NameSyntaxError as exc:
+        out.add(key, key, str(exc))
+        return None
+
+
+def _as_list(value: Any, key: str, field: str, out: _Collector) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    out.add(key, field, f"must be a list, not {type(value).__name__}")
+    return []
+
+
+def _domains(value: Any, out: _Collector) -> list[str]:
+    domains: list[str] = []
+    for i, item in enumerate(_as_list(value, "mail_domains", "mail_domains", out)):
+        field = f"mail_domains[{i}]"
+        try:
+            domain = normalize_domain(item)
+        except NameSyntaxError as exc:
+            out.add("mail_domains", field, str(exc))
+            continue
+        if domain in domains:
+            out.add("mail_domains", field, f"{item!r} is listed twice")
+        else:
+            domains.append(domain)
+    return domains
+
+
+def _in_served_domain(address: str, domains: list[str], key: str, field: str, what: str,
+                      out: _Collector) -> bool:
+    domain = address.split("@", 1)[1]
+    if domains and domain not in domains:
+        out.add(key, field, f"{what} {address!r} is in {domain!r}, which this host does not "
+                            f"serve (mail_domains: {', '.join(domains)})")
+        return False
+    return True
+
+
+def _users(value: Any, domains: list[str], backend: str, out: _Collector) -> list[User]:
+    users: list[User] = []
+    seen: set[str] = set()
+    for i, item in enumerate(_as_list(value, "mail_users", "mail_users", out)):
+        base = f"mail_users[{i}]"
+        if not isinstance(item, Mapping):
+            out.add("mail_users", base, "must be a mapping with at least 'address' and 'password'")
+            continue
+        for extra in sorted(str(k) for k in item if k not in USER_KEYS):
+            guess = difflib.get_close_matches(extra, USER_KEYS, n=1)
+            hint = f"; did you mean {guess[0]}?" if guess else ""
+            out.add("mail_users", f"{base}.{extra}", f"unknown user setting{hint}")
+        ok = True
+        try:
+            address = normalize_address(item.get("address"))
+        except NameSyntaxError as exc:
+            out.add("mail_users", f"{base}.address", str(exc))
+            address, ok = "", False
+        if address:
+            ok &= _in_served_domain(address, domains, "mail_users", f"{base}.address", "user",
+                                    out)
+            if address in seen:
+                out.add("mail_users", f"{base}.address", f"{address!r} is defined twice")
+                ok = False
+            seen.add(address)
+        password, password_hash = item.get("password"), item.get("password_hash")
+        if password in (None, "") and password_hash in (None, ""):
+            out.add("mail_users", base, "has neither 'password' nor 'password_hash'")
+            ok = False
+        if password not in (None, "") and not isinstance(password, str):
+            out.add("mail_users", f"{base}.password", "must be a string")
+            ok = False
+        if password_hash not in (None, ""):
+            problem = _hash_problem(password_hash)
+            if problem:
+                out.add("mail_users", f"{base}.password_hash", problem)
+                ok = False
+            elif backend == "cyrus" and password in (None, ""):
+                out.add("mail_users", f"{base}.password",
+                        "the cyrus backend keeps SASL secrets in sasldb, which needs the clear "
+                        "password (from Ansible Vault); a password_hash alone is not enough")
+                ok = False
+        quota = 0
+        if item.get("quota") not in (None, ""):
+            try:
+                quota = parse_size(item.get("quota"), what="quota")
+            except NameSyntaxError as exc:
+                out.add("mail_users", f"{base}.quota", str(exc))
+                ok = False
+        aliases: list[str] = []
+        for j, alias in enumerate(_as_list(item.get("aliases"), "mail_users",
+                                           f"{base}.aliases", out)):
+            try:
+                alias_addr = normalize_address(alias)
+            except NameSyntaxError as exc:
+                out.add("mail_users", f"{base}.aliases[{j}]", str(exc))
+                ok = False
+                continue
+            ok &= _in_served_domain(alias_addr, domains, "mail_users", f"{base}.aliases[{j}]",
+                                    "alias", out)
+            aliases.append(alias_addr)
+        if ok:
+            users.append(User(address=address, password=password or None,
+                              password_hash=_canonical_hash(password_hash),
+                              quota=quota, aliases=tuple(aliases)))
+    return users
+
+
+def _hash_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string"
+    m = re.match(r"^\{([A-Z0-9.-]+)\}(.+)$", value)
+    if m:
+        if m.group(1) not in _STRONG_SCHEMES:
+            return (f"scheme {m.group(1)!r} is weak or unknown; use one of "
+                    f"{', '.join(_STRONG_SCHEMES)}")
+        return None
+    if value.startswith(_CRYPT_PREFIXES):
+        return None
+    return "is not a password hash mailctl accepts ({SHA512-CRYPT}$6$..., $6$..., $2y$..., $y$...)"
+
+
+def _canonical_hash(value: Any) -> str | None:
+    """Dovecot wants the scheme in braces; bare crypt(3) strings get {CRYPT}."""
+    if not isinstance(value, str) or not value:
+        return None
+    if value.startswith("{"):
+        return value
+    if value.startswith("$argon2"):
+        return "{" + value.split("$")[1].upper() + "}" + value
+    return "{CRYPT}" + value
+
+
+def _aliases(value: Any, domains: list[str], out: _Collector) -> list[Alias]:
+    aliases: list[Alias] = []
+    seen: set[str] = set()
+    for i, item in enumerate(_as_list(value, "mail_aliases", "mail_aliases", out)):
+        base = f"mail_aliases[{i}]"
+        if not isinstance(item, Mapping):
+            out.add("mail_aliases", base, "must be a mapping with 'address' and 'to'")
+            continue
+        for extra in sorted(str(k) for k in item if k not in ALIAS_KEYS):
+            out.add("mail_aliases", f"{base}.{extra}", "unknown alias setting (use address, to)")
+        raw, ok = item.get("address"), True
+        try:
+            if isinstance(raw, str) and raw.startswith("@"):
+                address = "@" + normalize_domain(raw[1:])  # catch-all
+            else:
+                address = normalize_address(raw)
+        except NameSyntaxError as exc:
+            out.add("mail_aliases", f"{base}.address",
+                    f"{exc} (a catch-all is written '@domain')")
+            address, ok = "", False
+        if address:
+            ok &= _in_served_domain("x" + address if address.startswith("@") else address,
+                                    domains, "mail_aliases", f"{base}.address", "alias", out)
+            if address in seen:
+                out.add("mail_aliases", f"{base}.address", f"{address!r} is defined twice")
+                ok = False
+            seen.add(address)
+        targets_raw = item.get("to")
+        if isinstance(targets_raw, str):
+            targets_raw = [targets_raw]
+        targets: list[str] = []
+        for j, target in enumerate(_as_list(targets_raw, "mail_aliases", f"{base}.to", out)):
+            try:
+                targets.append(normalize_address(target))
+            except NameSyntaxError as exc:
+                out.add("mail_aliases", f"{base}.to[{j}]", str(exc))
+                ok = False
+        if not targets and ok:
+            out.add("mail_aliases", f"{base}.to", "names no recipient")
+            ok = False
+        if ok:
+            aliases.append(Alias(address, tuple(targets)))
+    return aliases
+
+
+def _cross_checks(users: list[User], aliases: list[Alias], domains: list[str],
+                  out: _Collector) -> None:
+    """Collisions between users and aliases, dangling local targets, and alias loops."""
+    user_addrs = {u.address for u in users}
+    graph: dict[str, tuple[str, ...]] = {}
+    for i, alias in enumerate(aliases):
+        if alias.address in user_addrs:
+            out.add("mail_aliases", f"mail_aliases[{i}].address",
+                    f"{alias.address!r} is already a user; a user cannot also be an alias")
+        graph[alias.address] = alias.targets
+    for i, user in enumerate(users):
+        for j, own in enumerate(user.aliases):
+            if own in user_addrs:
+                out.add("mail_users", f"mail_users[{i}].aliases[{j}]",
+                        f"{own!r} is already a user")
+            elif own in graph:
+                out.add("mail_users", f"mail_users[{i}].aliases[{j}]",
+                        f"{own!r} is also defined in mail_aliases")
+            else:
+                graph[own] = (user.address,)
+    catchall = {a[1:] for a in graph if a.startswith("@")}
+
+    def next_hops(addr: str) -> tuple[str, ...]:
+        if addr in user_addrs:
+            return ()
+        if addr in graph:
+            return graph[addr]
+        domain = addr.split("@", 1)[1]
+        return graph.get("@" + domain, ()) if domain in catchall else ()
+
+    for i, alias in enumerate(aliases):
+        field = f"mail_aliases[{i}]"
+        for j, target in enumerate(alias.targets):
+            domain = target.split("@", 1)[1]
+            if (domain in domains and target not in user_addrs and target not in graph
+                    and domain not in catchall):
+                out.add("mail_aliases", f"{field}.to[{j}]",
+                        f"{target!r} is in a served domain but is neither a user nor an alias")
+        path = _find_loop(alias.address, next_hops)
+        if path:
+            out.add("mail_aliases", field, "alias loop: " + " -> ".join(path))
+
+
+def _find_loop(start: str, next_hops) -> list[str] | None:
+    """Depth-first search for a path from start back to any address already on the path."""
+    stack = [(start, [start])]
+    visited: set[str] = set()
+    while stack:
+        addr, path = stack.pop()
+        for hop in next_hops(addr):
+            if hop in path:
+                return [*path, hop] if hop == start else None
+            if hop not in visited:
+                visited.add(hop)
+                stack.append((hop, [*path, hop]))
+    return None
+
+
+def _mynetworks(value: Any, out: _Collector) -> list[str]:
+    nets = []
+    for i, item in enumerate(_as_list(value, "mail_mynetworks", "mail_mynetworks", out)):
+        try:
+            nets.append(parse_network(item))
+        except NameSyntaxError as exc:
+            out.add("mail_mynetworks", f"mail_mynetworks[{i}]", str(exc))
+    return nets
+
+
+def _tls(value: Any, out: _Collector) -> Tls:
+    if not isinstance(value, Mapping):
+        out.add("mail_tls", "mail_tls", "must be a mapping such as {mode: selfsigned}")
+        return Tls("selfsigned")
+    for extra in sorted(str(k) for k in value if k not in TLS_KEYS):
+        out.add("mail_tls", f"mail_tls.{extra}", f"unknown TLS setting (use {', '.join(TLS_KEYS)})")
+    mode = value.get("mode", "selfsigned")
+    if mode not in TLS_MODES:
+        out.add("mail_tls", "mail_tls.mode", f"{mode!r} is not a TLS mode (choose "
+                                             f"{' or '.join(TLS_MODES)})")
+        return Tls("selfsigned")
+    if mode == "files":
+        for key in ("cert", "key"):
+            if not isinstance(value.get(key), str) or not value.get(key):
+                out.add("mail_tls", f"mail_tls.{key}", "is required when mode is 'files'")
+        return Tls(mode, value.get("cert"), value.get("key"))
+    return Tls(mode)
+
+
+def _overrides(key: str, value: Any, out: _Collector) -> dict:
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, Mapping):
+        out.add(key, key, "must be a mapping of setting names to values")
+        return {}
+    result = {}
+    for name, setting in value.items():
+        if not isinstance(name, str) or not _OVERRIDE_KEY.match(name):
+            out.add(key, f"{key}.{name}", "is not a setting name")
+        elif isinstance(setting, (Mapping, list, tuple)) or setting is None:
+            out.add(key, f"{key}.{name}", "must be a single value (string, number or boolean)")
+        elif isinstance(setting, str) and "\n" in setting:
+            out.add(key, f"{key}.{name}", "must not contain a newline")
+        else:
+            result[name] = setting
+    return result
+
+
+def _role(groups: list[str], out: _Collector) -> str:
+    member = [g for g in TOPOLOGY_GROUPS if g in groups]
+    if len(member) > 1:
+        out.add("group_names", "groups", "a host cannot be in both 'mx' and 'mailstore'")
+        return "allinone"
+    return member[0] if member else "allinone"
