@@ -179,9 +179,9 @@ def _yaml_inventory_sets(node: Any, variable: str, host: str) -> bool:
         if key == "hosts" and isinstance(value, dict) and isinstance(value.get(host), dict):
             if variable in value[host]:
                 return True
-        elif key == "vars" and isinstance(value, dict) and variable in value:
-            return True
-        elif isinstance(value, dict) and _yaml_inventory_sets(value, variable, host):
+        elif isinstance(value, dict) and (
+                (key == "vars" and variable in value)
+                or _yaml_inventory_sets(value, variable, host)):
             return True
     return False
 
@@ -194,10 +194,12 @@ _AnyTagLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 def _display(path: Path) -> str:
+    """Relative to the working directory when the file is below it, else absolute."""
+    absolute = path.resolve()
     try:
-        return os.path.relpath(path)
+        return str(absolute.relative_to(Path.cwd()))
     except ValueError:
-        return str(path)
+        return str(absolute)
 
 
 __all__ = ["DEFAULTS", "Inventory"]

@@ -108,7 +108,8 @@ def parse_relayhost(value: object) -> str:
     m = re.match(r"^(\[(?P<bracketed>[^\]]+)\]|(?P<plain>[^\[\]:\s]+))(:(?P<port>\d{1,5}))?$",
                  value.strip())
     if not m or (m.group("port") and not 0 < int(m.group("port")) < 65536):
-        raise NameSyntaxError(f"{value!r} is not a relay host (use host, [host], host:port or [host]:port)")
+        raise NameSyntaxError(
+            f"{value!r} is not a relay host (use host, [host], host:port or [host]:port)")
     host = m.group("bracketed") or m.group("plain")
     try:
         ipaddress.ip_address(host)
@@ -121,6 +122,7 @@ def parse_relayhost(value: object) -> str:
         try:
             host = normalize_domain(host)
         except NameSyntaxError:
-            raise NameSyntaxError(f"{value!r} is not a relay host: {host!r} is not a host name") from None
+            raise NameSyntaxError(
+                f"{value!r} is not a relay host: {host!r} is not a host name") from None
     text = f"[{host}]" if m.group("bracketed") else host
     return text + (f":{m.group('port')}" if m.group("port") else "")

@@ -6,7 +6,7 @@ files (first-found on ansible_os_family) that `mailctl render` reads here.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import yaml
@@ -18,7 +18,7 @@ FAMILY_FILES = {"debian": "Debian.yml", "redhat": "RedHat.yml", "suse": "Suse.ym
 OS_FAMILIES = {"Debian": "debian", "RedHat": "redhat", "Suse": "suse"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def profile(platform: str) -> dict[str, Any]:
     path = roles_dir() / "mail_common" / "vars" / FAMILY_FILES[platform]
     with path.open(encoding="utf-8") as handle:
