@@ -49,6 +49,8 @@ TLS_KEYS = ("mode", "cert", "key")
 _STRONG_SCHEMES = ("SHA512-CRYPT", "SHA256-CRYPT", "BLF-CRYPT", "ARGON2I", "ARGON2ID", "CRYPT")
 _CRYPT_PREFIXES = ("$6$", "$5$", "$2y$", "$2b$", "$y$", "$gy$", "$argon2i$", "$argon2id$")
 _OVERRIDE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+# Role tunables (roles/mail_common/defaults) share the mail_ prefix but are not mail settings.
+ROLE_PREFIXES = ("mail_common_",)
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def check_host(name: str, variables: Mapping[str, Any], groups: list[str],
 
 def _unknown_keys(variables: Mapping[str, Any], out: _Collector) -> None:
     for key in sorted(k for k in variables if isinstance(k, str) and k.startswith("mail_")):
-        if key in DEFAULTS:
+        if key in DEFAULTS or key.startswith(ROLE_PREFIXES):
             continue
         guess = difflib.get_close_matches(key, DEFAULTS, n=1, cutoff=0.6)
         hint = f"; did you mean {guess[0]}?" if guess else ""

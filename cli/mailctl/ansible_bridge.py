@@ -1,0 +1,59 @@
+"""What the Ansible roles call (through roles/mail_common/filter_plugins/): the same schema
+and the same renderer as the CLI, so a plain ansible-playbook run validates exactly like
+`mailctl validate` and installs exactly what `mailctl render` writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .platforms import OS_FAMILIES
+from .render import render_host
+from .validate import check_host
+
+
+class BridgeError(Exception):
+    """Raised with one line per problem; the filter plugin re-raises it for Ansible."""
+
+
+def _host(data: dict[str, Any]):
+    variables = dict(data.get("variables") or {})
+    family = data.get("os_family")
+    fact_platform = OS_FAMILIES.get(family) if family else None
+    if family and fact_platform is None:
+        raise BridgeError(f"{data.get('name')}: ansible_os_family {family!r} is not supported "
+                          f"(supported: {', '.join(OS_FAMILIES)})")
+    if "mail_platform" in variables and fact_platform and \
+            variables["mail_platform"] != fact_platform:
+        raise BridgeError(f"{data.get('name')}: mail_platform is {variables['mail_platform']!r} "
+                          f"but the host reports {family!r} ({fact_platform})")
+    if fact_platform:
+        variables.setdefault("mail_platform", fact_platform)
+    host, findings = check_host(str(data.get("name")), variables,
+                                list(data.get("groups") or []), data.get("backend") or None)
+    if findings:
+        raise BridgeError("\n".join(f"{data.get('name')}: {f.field}: {f.message}"
+                                    for f in findings))
+    return host
+
+
+def host_files(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every rendered file for the host described by data (see the mail_common role)."""
+    return [f.as_dict() for f in render_host(_host(data))]
+
+
+def host_summary(data: dict[str, Any]) -> dict[str, Any]:
+    """The facts the roles' tasks need (backend, hostname, users ...), as plain data."""
+    host = _host(data)
+    return {
+        "name": host.name,
+        "hostname": host.hostname,
+        "backend": host.backend,
+        "role": host.role,
+        "platform": host.platform,
+        "domains": list(host.domains),
+        "users": [{"address": u.address, "password": u.password, "quota": u.quota}
+                  for u in host.users],
+        "tls_mode": host.tls.mode,
+        "tls_cert_src": host.tls.cert_src,
+        "tls_key_src": host.tls.key_src,
+    }
