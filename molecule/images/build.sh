@@ -68,7 +68,7 @@ build_rootfs() {
     command -v debootstrap >/dev/null || { echo "debootstrap not installed (apt-get install debootstrap)" >&2; exit 1; }
     ensure_binfmt
     local dir
-    dir=$(mktemp -d /var/tmp/mailctl-rootfs-$ARCH.XXXXXX)
+    dir=$(mktemp -d "/var/tmp/mailctl-rootfs-$ARCH.XXXXXX")
     # shellcheck disable=SC2064
     trap "rm -rf '$dir'" EXIT
     log "debootstrap $SUITE $ARCH into $dir (include: $PKGS)"

@@ -1,0 +1,65 @@
+"""Fixtures for the verify suite: the host's mail settings come from the same inventory
+testinfra connects with (--ansible-inventory), loaded and validated by mailctl itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mailctl.inventory import Inventory
+from mailctl.platforms import profile
+
+CLIENT = Path(__file__).with_name("mailclient.py")
+REMOTE_CLIENT = "/tmp/mailctl-verify-client.py"
+
+
+@pytest.fixture(scope="module")
+def mail(host, request):
+    """The validated MailHost for the host under test."""
+    source = request.config.option.ansible_inventory or os.environ.get("MAILCTL_INVENTORY")
+    if not source:
+        pytest.fail("verify needs the inventory: pass --ansible-inventory")
+    name = host.backend.get_hostname()
+    vault = os.environ.get("MAILCTL_VAULT_PASSWORD_FILE") or None
+    hosts = Inventory(source, vault).mail_hosts(limit=name,
+                                                backend=os.environ.get("MAILCTL_BACKEND"))
+    return hosts[0]
+
+
+@pytest.fixture(scope="module")
+def platform(mail):
+    return profile(mail.platform)
+
+
+@pytest.fixture(scope="module")
+def client(host, mail, platform):
+    """Run mailclient.py on the host; returns the JSON it prints."""
+    host.run(f"cat > {REMOTE_CLIENT} <<'MAILCTL_EOF'\n{CLIENT.read_text()}\nMAILCTL_EOF")
+    ca = f"{platform['paths']['tls_dir']}/ca.crt"
+
+    def run(*args: object) -> dict:
+        argv = ["python3", REMOTE_CLIENT, ca, mail.hostname, *map(str, args)]
+        result = host.run(" ".join(shlex.quote(a) for a in argv))
+        assert result.rc == 0, f"mail client failed: {result.stderr.strip()}"
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def two_users(mail):
+    """Two users whose clear passwords are known (from Vault): a sender and a recipient."""
+    users = [u for u in mail.users if u.password]
+    if len(users) < 2:
+        pytest.fail("verify needs at least two mail_users with a clear password (from Vault)")
+    return users[0], users[1]
+
+
+@pytest.fixture
+def subject():
+    return f"mailctl-verify-{uuid.uuid4().hex}"

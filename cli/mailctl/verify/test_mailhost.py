@@ -1,0 +1,75 @@
+"""What a deployed mail host must do: packages, services, listeners, TLS, and mail flowing
+from SMTP submission through LMTP into the store and back out over IMAP and POP3."""
+
+from __future__ import annotations
+
+import pytest
+
+SERVICE_PORTS = [25, 465, 587, 143, 993, 110, 995]
+TLS_PROBES = [(25, "smtp"), (587, "smtp"), (465, "implicit"), (143, "imap"),
+              (993, "implicit"), (110, "pop3"), (995, "implicit")]
+WAIT = 60  # seconds a message may take from submission to the mailbox
+
+
+def test_packages_installed(host, mail, platform):
+    wanted = platform["packages"]["postfix"] + platform["packages"][mail.backend]
+    missing = [p for p in wanted if not host.package(p).is_installed]
+    assert not missing, f"packages not installed: {missing}"
+
+
+@pytest.mark.parametrize("component", ["postfix", "store"])
+def test_service_running(host, mail, platform, component):
+    name = platform["services"]["postfix" if component == "postfix" else mail.backend]
+    assert host.service(name).is_running, f"{name} is not running"
+
+
+@pytest.mark.parametrize("port", SERVICE_PORTS)
+def test_listening(host, port):
+    assert host.socket(f"tcp://0.0.0.0:{port}").is_listening or \
+        host.socket(f"tcp://:::{port}").is_listening, f"nothing listens on port {port}"
+
+
+def test_lmtp_socket(host, mail, platform):
+    if mail.backend == "dovecot":
+        path = f"{platform['paths']['postfix_queue_dir']}/private/dovecot-lmtp"
+    else:
+        path = f"{platform['paths']['cyrus_socket_dir']}/lmtp"
+    assert host.file(path).is_socket, f"no LMTP socket at {path}"
+
+
+@pytest.mark.parametrize(("port", "mode"), TLS_PROBES)
+def test_certificate_matches_host_and_ca(client, port, mode):
+    result = client("cert", port, mode)
+    assert result["ok"], f"TLS on {port} ({mode}): {result.get('error')}"
+    assert result["version"] in ("TLSv1.2", "TLSv1.3")
+
+
+def test_submission_reads_back_over_imap_and_pop3(client, two_users, subject):
+    sender, rcpt = two_users
+    sent = client("submit", sender.address, sender.password, sender.address, rcpt.address,
+                  subject)
+    assert sent["ok"], f"submission on 587 failed: {sent}"
+    imap = client("imap", rcpt.address, rcpt.password, subject, WAIT)
+    assert imap["ok"], imap.get("error")
+    pop3 = client("pop3", rcpt.address, rcpt.password, subject, WAIT)
+    assert pop3["ok"], pop3.get("error")
+
+
+def test_port25_delivers_to_local_user_without_auth(client, two_users, subject):
+    _, rcpt = two_users
+    result = client("smtp25", "someone@remote.mailctl.test", rcpt.address, subject)
+    assert result["ok"] and result["rcpt_code"] == 250 and result["accepted"], result
+    imap = client("imap", rcpt.address, rcpt.password, subject, WAIT)
+    assert imap["ok"], imap.get("error")
+
+
+def test_unknown_local_recipient_rejected_at_rcpt(client, mail, subject):
+    catchalls = {a.domain for a in mail.aliases if a.is_catchall}
+    plain = [d for d in mail.domains if d not in catchalls]
+    if not plain:
+        pytest.fail("every domain has a catch-all, so no address is unknown: nothing to test")
+    domain = plain[0]
+    result = client("smtp25", "someone@remote.mailctl.test",
+                    f"no-such-user-{subject}@{domain}", subject)
+    assert result["ok"], result
+    assert 500 <= result["rcpt_code"] < 600, f"unknown recipient not refused: {result}"
