@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +17,7 @@ from .errors import InputError, MailctlError, ValidationFailed
 from .inventory import Inventory
 from .model import BACKENDS
 from .render import render_host, write_tree
+from .runner import HostStats, run_site
 
 
 class MailctlGroup(click.Group):
@@ -114,6 +116,162 @@ def check(inv: Inventory, limit, backend, skip_missing: bool, as_json: bool) -> 
     if missing and not skip_missing:
         raise InputError(f"{len(missing)} validator(s) not installed here; install them or "
                          "pass --skip-missing")
+
+
+def _deploy(inventory: Path, inv: Inventory, *, limit, backend, check_mode=False, diff=False,
+            verbose=False, vault=None, forks=None, ca_dir: Path | None = None) -> None:
+    hosts = inv.mail_hosts(limit, backend)  # bad input: exit 2 before any host is touched
+    click.echo(f"deploying {len(hosts)} host(s): {', '.join(h.name for h in hosts)}")
+    extravars = {}
+    if backend:
+        extravars["mail_common_backend_override"] = backend
+    if ca_dir:
+        extravars["mail_common_ca_dir"] = str(ca_dir)
+
+    def progress(host: str, stats: HostStats, event: str) -> None:
+        if event == "changed" and not verbose:
+            # one line per change or failure, not a wall of Ansible output
+            if stats.task:
+                click.echo(f"  {host}: [{stats.ok} ok, {stats.changed} changed] {stats.task}")
+        elif event in ("runner_on_failed", "runner_on_unreachable"):
+            click.echo(f"  {host}: FAILED {stats.errors[-1] if stats.errors else ''}", err=True)
+
+    result = run_site(inventory, limit=limit, extravars=extravars, check=check_mode, diff=diff,
+                      verbose=verbose, vault_password_file=vault, forks=forks,
+                      on_progress=progress)
+    click.echo("summary:")
+    for name in sorted(result.hosts):
+        s = result.hosts[name]
+        state = "UNREACHABLE" if s.unreachable else ("FAILED" if s.failed else "ok")
+        click.echo(f"  {name}: {state}  ok={s.ok} changed={s.changed} failed={s.failed}")
+    if result.failed_hosts or result.status != "successful":
+        if result.failed_hosts:
+            raise MailctlError(f"deploy failed on: {', '.join(result.failed_hosts)}")
+        raise MailctlError(f"the Ansible run {result.status}: {result.detail or 'no detail'}")
+
+
+@main.command()
+@inventory_options
+@click.option("--check", "check_mode", is_flag=True, help="Dry run: report what would change.")
+@click.option("--diff", is_flag=True, help="Show file differences (never for secrets).")
+@click.option("--forks", type=int, default=None, help="Hosts deployed in parallel.")
+@click.option("--ca-dir", type=click.Path(path_type=Path), default=None,
+              help="Where the local CA lives (default: INVENTORY/.mailctl-ca).")
+@click.option("-v", "--verbose", is_flag=True, help="Pass Ansible's own output through.")
+@click.pass_context
+def deploy(ctx, inv: Inventory, limit, backend, check_mode, diff, forks, ca_dir,
+           verbose) -> None:
+    """Validate, then apply the configuration to the hosts with Ansible."""
+    params = ctx.params
+    vault = params.get("vault_password_file")
+    _deploy(inv.source, inv, limit=limit, backend=backend, check_mode=check_mode, diff=diff,
+            verbose=verbose, vault=str(vault) if vault else None, forks=forks, ca_dir=ca_dir)
+
+
+@main.command()
+@inventory_options
+@click.option("-v", "--verbose", is_flag=True)
+@click.pass_context
+def verify(ctx, inv: Inventory, limit, backend, verbose) -> None:
+    """Run the testinfra suite: services, listeners, TLS and the mail path end to end."""
+    from .verify_runner import run_verify
+
+    inv.mail_hosts(limit, backend)
+    vault = ctx.params.get("vault_password_file")
+    code = run_verify(inv.source, limit=limit, backend=backend,
+                      vault_password_file=str(vault) if vault else None, verbose=verbose)
+    if code != 0:
+        raise MailctlError("verification failed (see the failing checks above)")
+    click.echo("verify: all checks passed")
+
+
+@main.group()
+def sandbox() -> None:
+    """The embedded default: a local mail server in a container, ports on 127.0.0.1."""
+
+
+@sandbox.command("up")
+@click.option("--backend", type=click.Choice(BACKENDS), default=None)
+@click.option("-v", "--verbose", is_flag=True)
+def sandbox_up(backend, verbose) -> None:
+    """Build the image if needed, start the container, deploy, verify, and send a message."""
+    from . import sandbox as sb
+    from .verify_runner import run_verify
+
+    sb.start(click.echo)
+    inventory = sb.inventory()
+    inv = Inventory(inventory)
+    _deploy(inventory, inv, limit=None, backend=backend, verbose=verbose, ca_dir=sb.CA_DIR)
+    if run_verify(inventory, backend=backend, verbose=verbose) != 0:
+        raise MailctlError("the sandbox was deployed but verification failed")
+    host = inv.mail_hosts(None, backend)[0]
+    alice, bob = host.users[0], host.users[1]
+    subject = sb.demo_delivery(alice.address, alice.password, bob.address, bob.password)
+    click.echo(f"\ndelivered: {alice.address} -> {bob.address} {subject!r}: sent on "
+               f"127.0.0.1:{sb.PORTS[587]} (STARTTLS + AUTH), read back on "
+               f"127.0.0.1:{sb.PORTS[993]} (IMAPS)")
+    click.echo(_sandbox_details(host, sb))
+
+
+def _sandbox_details(host, sb) -> str:
+    user = host.users[0]
+    ports = "  ".join(f"{inside}->127.0.0.1:{outside}" for inside, outside in sb.PORTS.items())
+    return (f"\nThe mailctl sandbox is up ({host.backend}).\n"
+            f"  server name  {host.hostname} (add '127.0.0.1 {host.hostname}' to /etc/hosts "
+            f"for clients that check it)\n"
+            f"  ports        {ports}\n"
+            f"  user         {user.address}  password {user.password}  (sandbox only)\n"
+            f"  CA file      {sb.CA_DIR / 'ca.crt'}\n"
+            f"  try          swaks --server 127.0.0.1:{sb.PORTS[587]} --tls "
+            f"--tls-ca-path {sb.CA_DIR / 'ca.crt'} --auth-user {user.address} "
+            f"--auth-password {user.password} --from {user.address} --to {user.address}\n"
+            f"               curl --ssl-reqd --cacert {sb.CA_DIR / 'ca.crt'} --resolve "
+            f"{host.hostname}:{sb.PORTS[993]}:127.0.0.1 -u {user.address}:{user.password} "
+            f"'imaps://{host.hostname}:{sb.PORTS[993]}/INBOX?ALL'")
+
+
+@sandbox.command("status")
+def sandbox_status() -> None:
+    """Say whether the sandbox container exists and runs."""
+    from . import sandbox as sb
+
+    st = sb.status()
+    if not st.exists:
+        click.echo(f"{sb.NAME}: not created (run `mailctl sandbox up`)")
+        sys.exit(1)
+    click.echo(f"{sb.NAME}: {'running' if st.running else 'stopped'}; ports "
+               + ", ".join(f"{i}->127.0.0.1:{o}" for i, o in st.ports.items()))
+    sys.exit(0 if st.running else 1)
+
+
+@sandbox.command("down")
+def sandbox_down() -> None:
+    """Remove the sandbox container (the local CA is kept)."""
+    from . import sandbox as sb
+
+    click.echo(f"{sb.NAME}: removed" if sb.stop() else f"{sb.NAME}: nothing to remove")
+
+
+@main.command("test")
+@click.argument("scenario", required=False)
+def test_cmd(scenario: str | None) -> None:
+    """Run molecule scenarios (all, or SCENARIO) from a mailctl checkout."""
+    import subprocess
+
+    from .paths import share_dir
+
+    root = share_dir()
+    if not (root / "molecule").is_dir():
+        raise InputError("molecule scenarios ship with the source checkout, not the wheel")
+    names = [scenario] if scenario else sorted(
+        p.parent.name for p in (root / "molecule").glob("*/molecule.yml"))
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    for name in names:
+        click.echo(f"== molecule test -s {name}")
+        if subprocess.run(["molecule", "test", "-s", name], cwd=root, env=env,
+                          check=False).returncode != 0:
+            raise MailctlError(f"molecule scenario {name} failed")
 
 
 if __name__ == "__main__":

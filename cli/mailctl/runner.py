@@ -1,0 +1,130 @@
+"""The one adapter between mailctl and Ansible: runs playbooks/site.yml through
+ansible-runner, turns its event stream into per-host progress, and returns a typed result."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+from .paths import playbooks_dir, roles_dir
+
+
+@dataclass
+class HostStats:
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: bool = False
+    task: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    status: str
+    hosts: dict[str, HostStats]
+    detail: str = ""  # why a run failed before any host reported
+
+    @property
+    def failed_hosts(self) -> list[str]:
+        return sorted(h for h, s in self.hosts.items() if s.failed or s.unreachable)
+
+
+ProgressCallback = Callable[[str, HostStats, str], None]
+
+
+def run_site(inventory: Path, *, limit: str | None = None, extravars: dict | None = None,
+             check: bool = False, diff: bool = False, verbose: bool = False,
+             vault_password_file: str | None = None, forks: int | None = None,
+             on_progress: ProgressCallback | None = None) -> RunResult:
+    """Run the site playbook; call on_progress(host, stats, event) as tasks finish."""
+    import ansible_runner
+
+    hosts: dict[str, HostStats] = {}
+    current_task = {"name": ""}
+
+    def handler(event: dict) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        if kind == "playbook_on_task_start":
+            current_task["name"] = data.get("task", "")
+            return True
+        host = data.get("host")
+        if not host:
+            return True
+        stats = hosts.setdefault(host, HostStats())
+        stats.task = current_task["name"]
+        if kind == "runner_on_ok":
+            stats.ok += 1
+            if data.get("res", {}).get("changed"):
+                stats.changed += 1
+                kind = "changed"
+        elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+            stats.failed += 1
+            stats.errors.append(_failure_text(data))
+        elif kind == "runner_on_unreachable":
+            stats.unreachable = True
+            stats.errors.append(_failure_text(data))
+        else:
+            return True
+        if on_progress:
+            on_progress(host, stats, kind)
+        return True
+
+    cmdline = []
+    if check:
+        cmdline.append("--check")
+    if diff:
+        cmdline.append("--diff")
+    if vault_password_file:
+        cmdline += ["--vault-password-file", str(Path(vault_password_file).resolve())]
+    if forks:
+        cmdline += ["--forks", str(forks)]
+    # ansible-runner starts ansible-playbook from PATH: use the one next to this Python.
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    private = tempfile.mkdtemp(prefix="mailctl-run-")
+    try:
+        env = {
+            "ANSIBLE_ROLES_PATH": str(roles_dir()),
+            "ANSIBLE_HOST_KEY_CHECKING": "False",
+            "ANSIBLE_RETRY_FILES_ENABLED": "False",
+            "ANSIBLE_PIPELINING": "True",
+            "ANSIBLE_INTERPRETER_PYTHON": "auto_silent",
+            "ANSIBLE_NOCOLOR": "1" if not verbose else os.environ.get("ANSIBLE_NOCOLOR", "0"),
+        }
+        result = ansible_runner.run(
+            private_data_dir=private,
+            playbook=str(playbooks_dir() / "site.yml"),
+            inventory=str(Path(inventory).resolve()),
+            limit=limit,
+            extravars=extravars or {},
+            cmdline=" ".join(cmdline) or None,
+            envvars=env,
+            event_handler=handler,
+            quiet=not verbose,
+            verbosity=1 if verbose else 0,
+        )
+        detail = ""
+        if result.status != "successful" and not hosts:
+            lines = [x for x in result.stdout.read().splitlines() if x.strip()]
+            detail = " | ".join(lines[-3:])[:600]
+    except (OSError, RuntimeError) as exc:
+        raise InputError(f"cannot run Ansible: {exc}") from None
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return RunResult(status=result.status, hosts=hosts, detail=detail)
+
+
+def _failure_text(data: dict) -> str:
+    res = data.get("res", {}) or {}
+    msg = res.get("msg") or res.get("stderr") or res.get("reason") or "failed"
+    text = " | ".join(line.strip() for line in str(msg).strip().splitlines() if line.strip())
+    return f"{data.get('task', '')}: {text[:600]}"
