@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +75,17 @@ def check_tree(host: MailHost, root: Path) -> list[CheckResult]:
         conf = at(paths["dovecot_config_dir"] + "/dovecot.conf")
         results.append(_run(host.name, "doveconf -n", ["doveconf", "-c", conf, "-n"]))
     else:
-        results.append(_run(host.name, "cyr_info conf-lint",
-                            ["cyr_info", "-C", at(paths["cyrus_imapd_conf"]),
-                             "-M", at(paths["cyrus_conf"]), "conf-lint"], silent_ok=True))
+        # cyr_info drops to the cyrus user, which cannot enter a private temporary directory:
+        # give it copies in a directory of its own under /tmp (no secrets in these two files).
+        with tempfile.TemporaryDirectory(prefix="mailctl-cyrus-", dir="/tmp") as tmp:
+            Path(tmp).chmod(0o755)
+            copies = []
+            for key in ("cyrus_imapd_conf", "cyrus_conf"):
+                copy = Path(tmp) / Path(paths[key]).name
+                shutil.copyfile(at(paths[key]), copy)
+                copy.chmod(0o644)
+                copies.append(str(copy))
+            results.append(_run(host.name, "cyr_info conf-lint",
+                                ["cyr_info", "-C", copies[0], "-M", copies[1], "conf-lint"],
+                                silent_ok=True))
     return results

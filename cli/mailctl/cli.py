@@ -97,9 +97,6 @@ def check(inv: Inventory, limit, backend, skip_missing: bool, as_json: bool) -> 
     doveconf -n, cyr_info conf-lint."""
     results = []
     with tempfile.TemporaryDirectory(prefix="mailctl-check-") as tmp:
-        # cyr_info drops to the cyrus user: it must be able to reach the rendered tree.
-        # Files holding secrets stay 0600 (write_tree), so only the layout is opened up.
-        Path(tmp).chmod(0o755)
         for host in inv.mail_hosts(limit, backend):
             root = Path(tmp) / host.name
             write_tree(render_host(host), root)

@@ -4,6 +4,7 @@ variables ansible-playbook would give it (same precedence, same Vault handling).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ import yaml
 
 from .errors import InputError, Problem, ValidationFailed
 from .model import MailHost
+from .paths import playbooks_dir
 from .validate import DEFAULTS, check_host
 
 _VAR_EXTENSIONS = ("", ".yml", ".yaml", ".json")
@@ -51,7 +53,13 @@ class Inventory:
         from ansible.template import Templar
 
         host = self._inventory.get_host(name)
-        resolved = self._variables.get_vars(host=host, include_hostvars=False)
+        try:
+            resolved = self._variables.get_vars(host=host, include_hostvars=False)
+        except AnsibleError as exc:
+            first = str(exc).strip().splitlines()[0]
+            origin = re.search(r"Origin: (\S+?)(?::\d+)*\s*$", str(exc), re.MULTILINE)
+            where = origin.group(1) if origin else str(self.source)
+            raise InputError(f"{where}: {name}: cannot load variables: {first}") from None
         templar = Templar(loader=self._loader, variables=resolved)
         mail: dict[str, Any] = {}
         for key in resolved:
@@ -67,21 +75,30 @@ class Inventory:
         return HostVars(name, groups, mail)
 
     def file_of(self, host: str, variable: str) -> str:
-        """The file that gives `host` its value of `variable`, by Ansible's precedence."""
-        for path in self._candidate_files(host):
-            if _defines(path, variable, host):
-                return _display(path)
-        return _display(self.source)
-
-    def _candidate_files(self, host_name: str) -> Iterable[Path]:
+        """The file that gives `host` its value of `variable`, by Ansible's precedence:
+        host_vars, the host's own entry in the inventory, group_vars (deepest group first),
+        then group `vars:` in the inventory file."""
+        if variable == "group_names":
+            return _display(next(iter(self._inventory_files()), self.source))
         base = self.source if self.source.is_dir() else self.source.parent
-        host = self._inventory.get_host(host_name)
-        yield from _var_files(base / "host_vars", host_name)
-        yield from self._inventory_files()
-        groups = sorted(host.get_groups(), key=lambda g: (g.depth, g.priority, g.name),
+        inventory_host = self._inventory.get_host(host)
+        groups = sorted(inventory_host.get_groups(), key=lambda g: (g.depth, g.priority, g.name),
                         reverse=True)
+        for path in _var_files(base / "host_vars", host):
+            if _vars_file_sets(path, variable):
+                return _display(path)
+        for path in self._inventory_files():
+            if _inventory_sets(path, variable, host, None):
+                return _display(path)
         for group in groups:
-            yield from _var_files(base / "group_vars", group.name)
+            for path in _var_files(base / "group_vars", group.name):
+                if _vars_file_sets(path, variable):
+                    return _display(path)
+        for group in groups:
+            for path in self._inventory_files():
+                if _inventory_sets(path, variable, None, group.name):
+                    return _display(path)
+        return _display(self.source)
 
     def _inventory_files(self) -> Iterable[Path]:
         if self.source.is_file():
@@ -114,6 +131,9 @@ def _ansible_load(source: Path, vault_password_file: str | None):
     from ansible.vars.manager import VariableManager
 
     loader = DataLoader()
+    # Playbook-adjacent group_vars/host_vars are read from the loader's base directory: make
+    # it the directory of the playbook deploy runs, as ansible-playbook would, never the cwd.
+    loader.set_basedir(str(playbooks_dir()))
     if vault_password_file:
         path = Path(vault_password_file)
         if not path.is_file() or not os.access(path, os.R_OK):
@@ -124,11 +144,22 @@ def _ansible_load(source: Path, vault_password_file: str | None):
         except AnsibleError as exc:
             raise InputError(f"{path}: cannot read vault password: {exc}") from None
         loader.set_vault_secrets([("default", secret)])
+        _activate_vault_secrets([("default", secret)])
     try:
         inventory = InventoryManager(loader=loader, sources=[str(source)])
     except AnsibleError as exc:
         raise InputError(f"{source}: cannot load inventory: {exc}") from None
     return loader, inventory, VariableManager(loader=loader, inventory=inventory)
+
+
+def _activate_vault_secrets(secrets: list) -> None:
+    """ansible-core 2.19 decrypts lazily through a process-wide context that ansible-playbook
+    sets up; set it here too (replacing any earlier one, e.g. in a long-lived process)."""
+    try:
+        from ansible.parsing.vault import VaultSecretsContext
+    except ImportError:  # ansible-core 2.18: the loader's secrets are enough
+        return
+    VaultSecretsContext._current = VaultSecretsContext(secrets)
 
 
 def _plain(value: Any) -> Any:
@@ -155,33 +186,59 @@ def _var_files(directory: Path, name: str) -> Iterable[Path]:
             yield from sorted(p for p in candidate.rglob("*") if p.is_file())
 
 
-def _defines(path: Path, variable: str, host: str) -> bool:
-    """Does this vars or inventory file set `variable` (for `host`, in an inventory file)?"""
+def _load_yaml(path: Path) -> object:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return False
-    if variable not in text:
-        return False
-    if "host_vars" in path.parts or "group_vars" in path.parts:
-        return True
-    try:
-        data = yaml.load(text, Loader=_AnyTagLoader)
-    except yaml.YAMLError:
-        return True  # INI inventory: the name occurs in it
-    return _yaml_inventory_sets(data, variable, host)
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_AnyTagLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
 
 
-def _yaml_inventory_sets(node: Any, variable: str, host: str) -> bool:
+def _vars_file_sets(path: Path, variable: str) -> bool:
+    data = _load_yaml(path)
+    return isinstance(data, dict) and variable in data
+
+
+def _inventory_sets(path: Path, variable: str, host: str | None, group: str | None) -> bool:
+    """Does this inventory file set `variable` for `host` (host entry) or `group` (vars:)?"""
+    data = _load_yaml(path)
+    if not isinstance(data, dict):  # INI: look for 'host ... variable=' or a [group:vars] entry
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return False
+        if host:
+            return any(line.split()[:1] == [host] and f"{variable}=" in line
+                       for line in text.splitlines())
+        section = None
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("["):
+                section = line.strip("[]")
+            elif section == f"{group}:vars" and line.split("=", 1)[0].strip() == variable:
+                return True
+        return False
+    return _yaml_sets(data, variable, host, group)
+
+
+def _yaml_sets(node: object, variable: str, host: str | None, group: str | None,
+               current: str | None = None) -> bool:
     if not isinstance(node, dict):
         return False
     for key, value in node.items():
-        if key == "hosts" and isinstance(value, dict) and isinstance(value.get(host), dict):
-            if variable in value[host]:
+        if not isinstance(value, dict):
+            continue
+        if key == "hosts":
+            entry = value.get(host) if host else None
+            if isinstance(entry, dict) and variable in entry:
                 return True
-        elif isinstance(value, dict) and (
-                (key == "vars" and variable in value)
-                or _yaml_inventory_sets(value, variable, host)):
+        elif key == "vars":
+            if group and current == group and variable in value:
+                return True
+        elif key == "children":
+            for child, child_node in value.items():
+                if _yaml_sets(child_node, variable, host, group, child):
+                    return True
+        elif _yaml_sets(value, variable, host, group, key):
             return True
     return False
 

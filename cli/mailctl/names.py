@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from decimal import Decimal
 
 import idna
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _LOCAL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+MAX_SIZE = 2**63
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
@@ -35,7 +37,7 @@ def normalize_domain(value: object) -> str:
     except (idna.IDNAError, UnicodeError, ValueError):
         raise NameSyntaxError(f"{value!r} is not a valid domain name") from None
     labels = ascii_form.split(".")
-    if len(labels) < 2 or len(ascii_form) > 253 or not all(_LABEL.match(x) for x in labels):
+    if len(labels) < 2 or len(ascii_form) > 253 or not all(_LABEL.fullmatch(x) for x in labels):
         raise NameSyntaxError(f"{value!r} is not a valid domain name")
     if labels[-1].isdigit():
         raise NameSyntaxError(f"{value!r} is not a valid domain name")
@@ -56,7 +58,7 @@ def normalize_address(value: object) -> str:
         raise NameSyntaxError(f"{value!r} is not an email address")
     local, _, domain = value.strip().partition("@")
     local = local.lower()
-    if not local or len(local) > 64 or not local.isascii() or not _LOCAL.match(local):
+    if not local or len(local) > 64 or not local.isascii() or not _LOCAL.fullmatch(local):
         raise NameSyntaxError(f"{value!r} is not an email address")
     try:
         return f"{local}@{normalize_domain(domain)}"
@@ -71,15 +73,23 @@ def parse_size(value: object, *, what: str = "size") -> int:
     if isinstance(value, int):
         if value < 0:
             raise NameSyntaxError(f"{value!r} is negative; a {what} must be 0 or more")
-        return value
+        return _bounded(value, value, what)
     if isinstance(value, str):
-        m = _SIZE.match(value)
-        if m and (m.group(3) == "" or m.group(2) or m.group(3).lower() == "b"):
-            number, unit = float(m.group(1)), m.group(2).lower()
-            return int(number * _UNITS[unit])
+        m = _SIZE.fullmatch(value)
+        if m and (m.group(3) == "" or m.group(2) or m.group(3).lower() == "b") \
+                and len(m.group(1)) <= 30:
+            number, unit = Decimal(m.group(1)), m.group(2).lower()
+            return _bounded(int(number * _UNITS[unit]), value, what)
         if value.strip().startswith("-"):
             raise NameSyntaxError(f"{value!r} is negative; a {what} must be 0 or more")
     raise NameSyntaxError(f"{value!r} is not a {what} (use bytes or a number with K, M, G or T)")
+
+
+def _bounded(size: int, value: object, what: str) -> int:
+    # Postfix and the stores keep sizes in signed 64-bit integers.
+    if size >= MAX_SIZE:
+        raise NameSyntaxError(f"{value!r} is too large for a {what}")
+    return size
 
 
 def parse_network(value: object) -> str:
@@ -87,7 +97,7 @@ def parse_network(value: object) -> str:
     if not isinstance(value, str):
         raise NameSyntaxError(f"{value!r} is not a network in CIDR notation")
     text = value.strip()
-    m = re.match(r"^\[([0-9a-fA-F:.]+)\](/\d+)?$", text)
+    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\](/\d+)?", text)
     if m:
         text = m.group(1) + (m.group(2) or "")
     try:
@@ -105,8 +115,8 @@ def parse_relayhost(value: object) -> str:
         return ""
     if not isinstance(value, str):
         raise NameSyntaxError(f"{value!r} is not a relay host")
-    m = re.match(r"^(\[(?P<bracketed>[^\]]+)\]|(?P<plain>[^\[\]:\s]+))(:(?P<port>\d{1,5}))?$",
-                 value.strip())
+    m = re.fullmatch(r"(\[(?P<bracketed>[^\]\s]+)\]|(?P<plain>[^\[\]:\s]+))(:(?P<port>\d{1,5}))?",
+                     value.strip())
     if not m or (m.group("port") and not 0 < int(m.group("port")) < 65536):
         raise NameSyntaxError(
             f"{value!r} is not a relay host (use host, [host], host:port or [host]:port)")

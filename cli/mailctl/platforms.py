@@ -22,4 +22,4 @@ OS_FAMILIES = {"Debian": "debian", "RedHat": "redhat", "Suse": "suse"}
 def profile(platform: str) -> dict[str, Any]:
     path = roles_dir() / "mail_common" / "vars" / FAMILY_FILES[platform]
     with path.open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle)["__mail_platform"]
+        return yaml.safe_load(handle)["__mail_common_platform"]

@@ -87,8 +87,16 @@ def check_host(name: str, variables: Mapping[str, Any], groups: list[str],
         out.add("mail_platform", "mail_platform",
                 f"{platform!r} is not a platform (choose one of {', '.join(PLATFORMS)})")
 
-    hostname = _one(out, "mail_hostname", v["mail_hostname"], normalize_fqdn)
+    hostname = (_one(out, "mail_hostname", v["mail_hostname"], normalize_fqdn)
+                if v["mail_hostname"] not in (None, "") else None)
     domains = _domains(v["mail_domains"], out)
+    if v["mail_domains"] not in (None, "") and not domains and not any(
+            f.variable == "mail_domains" for f in out.findings):
+        out.add("mail_domains", "mail_domains", "must list at least one domain")
+    if hostname and hostname in domains:
+        out.add("mail_hostname", "mail_hostname",
+                f"{hostname!r} is also in mail_domains; Postfix delivers its own host name "
+                "locally, so use a name such as mail.<domain>")
     users = _users(v["mail_users"], domains, backend, out)
     aliases = _aliases(v["mail_aliases"], domains, out)
     _cross_checks(users, aliases, domains, out)
@@ -238,7 +246,9 @@ def _users(value: Any, domains: list[str], backend: str, out: _Collector) -> lis
 def _hash_problem(value: Any) -> str | None:
     if not isinstance(value, str):
         return "must be a string"
-    m = re.match(r"^\{([A-Z0-9.-]+)\}(.+)$", value)
+    if any(c in value for c in ":\n\r\t ") or not value.isascii():
+        return "must be one line of printable ASCII without ':' or spaces"
+    m = re.fullmatch(r"\{([A-Z0-9.-]+)\}(.+)", value)
     if m:
         if m.group(1) not in _STRONG_SCHEMES:
             return (f"scheme {m.group(1)!r} is weak or unknown; use one of "
@@ -333,33 +343,40 @@ def _cross_checks(users: list[User], aliases: list[Alias], domains: list[str],
         if addr in graph:
             return graph[addr]
         domain = addr.split("@", 1)[1]
-        return graph.get("@" + domain, ()) if domain in catchall else ()
+        return ("@" + domain,) if domain in catchall and not addr.startswith("@") else ()
 
     for i, alias in enumerate(aliases):
         field = f"mail_aliases[{i}]"
         for j, target in enumerate(alias.targets):
             domain = target.split("@", 1)[1]
+            # A catch-all's own targets must exist: they would only be caught again.
             if (domain in domains and target not in user_addrs and target not in graph
-                    and domain not in catchall):
+                    and (domain not in catchall or alias.is_catchall)):
                 out.add("mail_aliases", f"{field}.to[{j}]",
                         f"{target!r} is in a served domain but is neither a user nor an alias")
+        if alias.is_catchall:
+            continue  # a loop through a catch-all is reported on the named alias in it
         path = _find_loop(alias.address, next_hops)
         if path:
-            out.add("mail_aliases", field, "alias loop: " + " -> ".join(path))
+            shown = [a for a in path if not a.startswith("@")]
+            out.add("mail_aliases", field, "alias loop: " + " -> ".join(shown))
 
 
 def _find_loop(start: str, next_hops) -> list[str] | None:
-    """Depth-first search for a path from start back to any address already on the path."""
-    stack = [(start, [start])]
-    visited: set[str] = set()
-    while stack:
-        addr, path = stack.pop()
+    """Breadth-first search for a way from start back to start; the path if there is one."""
+    parent: dict[str, str] = {}
+    queue = [start]
+    while queue:
+        addr = queue.pop(0)
         for hop in next_hops(addr):
-            if hop in path:
-                return [*path, hop] if hop == start else None
-            if hop not in visited:
-                visited.add(hop)
-                stack.append((hop, [*path, hop]))
+            if hop == start:
+                path = [addr]
+                while path[-1] != start:
+                    path.append(parent[path[-1]])
+                return [start, *reversed(path[:-1]), start] if addr != start else [start, start]
+            if hop not in parent:
+                parent[hop] = addr
+                queue.append(hop)
     return None
 
 
@@ -400,7 +417,7 @@ def _overrides(key: str, value: Any, out: _Collector) -> dict:
         return {}
     result = {}
     for name, setting in value.items():
-        if not isinstance(name, str) or not _OVERRIDE_KEY.match(name):
+        if not isinstance(name, str) or not _OVERRIDE_KEY.fullmatch(name):
             out.add(key, f"{key}.{name}", "is not a setting name")
         elif isinstance(setting, (Mapping, list, tuple)) or setting is None:
             out.add(key, f"{key}.{name}", "must be a single value (string, number or boolean)")

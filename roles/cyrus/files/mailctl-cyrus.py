@@ -221,8 +221,9 @@ def cmd_mailboxes(args: argparse.Namespace) -> dict:
     try:
         for user in sorted(users, key=lambda u: u["address"]):
             mailbox = f"user{args.separator}{user['address']}"
-            listed = check(*imap.list('""', quoted(mailbox)), f"LIST {mailbox}")
-            if not any(listed):
+            # Not LIST: Cyrus lists mailboxes of `defaultdomain` without their domain.
+            exists = imap.getquotaroot(quoted(mailbox))[0] == "OK"
+            if not exists:
                 check(*imap.create(quoted(mailbox)), f"CREATE {mailbox}")
                 result["created"].append(mailbox)
             kib = -(-int(user.get("quota") or 0) // 1024)
@@ -259,6 +260,7 @@ def main() -> int:
             p.add_argument("--sasldb", required=True)
             p.add_argument("--group", required=True)
             p.add_argument("--state", required=True)
+            p.add_argument("--prune", dest="prune", action="store_true", default=True)
             p.add_argument("--no-prune", dest="prune", action="store_false")
         else:
             p.add_argument("--host", default="127.0.0.1")
