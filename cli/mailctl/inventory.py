@@ -4,7 +4,6 @@ variables ansible-playbook would give it (same precedence, same Vault handling).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +56,7 @@ class Inventory:
             resolved = self._variables.get_vars(host=host, include_hostvars=False)
         except AnsibleError as exc:
             first = str(exc).strip().splitlines()[0]
-            origin = re.search(r"Origin: (\S+?)(?::\d+)*\s*$", str(exc), re.MULTILINE)
-            where = origin.group(1) if origin else str(self.source)
+            where = self._unparsable_vars_file() or str(self.source)
             raise InputError(f"{where}: {name}: cannot load variables: {first}") from None
         templar = Templar(loader=self._loader, variables=resolved)
         mail: dict[str, Any] = {}
@@ -99,6 +97,18 @@ class Inventory:
                 if _inventory_sets(path, variable, None, group.name):
                     return _display(path)
         return _display(self.source)
+
+    def _unparsable_vars_file(self) -> str | None:
+        """Ansible's parse errors do not always say which file: find it ourselves."""
+        base = self.source if self.source.is_dir() else self.source.parent
+        for sub in ("host_vars", "group_vars"):
+            for path in sorted((base / sub).rglob("*")) if (base / sub).is_dir() else []:
+                if path.is_file():
+                    try:
+                        yaml.load(path.read_text(encoding="utf-8"), Loader=_AnyTagLoader)
+                    except (yaml.YAMLError, UnicodeDecodeError):
+                        return _display(path)
+        return None
 
     def _inventory_files(self) -> Iterable[Path]:
         if self.source.is_file():
