@@ -65,7 +65,10 @@ class _Collector:
         self.findings: list[Finding] = []
 
     def add(self, variable: str, field: str, message: str) -> None:
-        self.findings.append(Finding(variable, field, message))
+        # One finding, one line: keys and values from the inventory may hold line breaks.
+        def flat(text: str) -> str:
+            return text.replace("\r", "\\r").replace("\n", "\\n")
+        self.findings.append(Finding(variable, flat(field), flat(message)))
 
 
 def check_host(name: str, variables: Mapping[str, Any], groups: list[str],
