@@ -73,3 +73,27 @@ def test_unknown_local_recipient_rejected_at_rcpt(client, mail, subject):
                     f"no-such-user-{subject}@{domain}", subject)
     assert result["ok"], result
     assert 500 <= result["rcpt_code"] < 600, f"unknown recipient not refused: {result}"
+
+
+def test_installed_files_are_what_mailctl_renders(host, mail):
+    """The single source of truth: every file `mailctl render` writes for this host is on the
+    host byte for byte (secrets compared by checksum, so they are never printed)."""
+    import hashlib
+
+    from mailctl.render import render_host
+
+    differing = []
+    for rendered in render_host(mail):
+        installed = host.file(rendered.path)
+        if not installed.exists:
+            differing.append(f"{rendered.path}: missing")
+            continue
+        expected = hashlib.sha256(rendered.content.encode()).hexdigest()
+        if installed.sha256sum != expected:
+            differing.append(f"{rendered.path}: differs from the render")
+        elif (installed.user, installed.group, f"{installed.mode:04o}") != (
+                rendered.owner, rendered.group, rendered.mode):
+            differing.append(f"{rendered.path}: owner/group/mode "
+                             f"{installed.user}:{installed.group} {installed.mode:04o}, "
+                             f"expected {rendered.owner}:{rendered.group} {rendered.mode}")
+    assert not differing, "; ".join(differing)
