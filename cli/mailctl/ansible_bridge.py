@@ -4,6 +4,7 @@ and the same renderer as the CLI, so a plain ansible-playbook run validates exac
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .platforms import OS_FAMILIES
@@ -41,6 +42,13 @@ def host_files(data: dict[str, Any]) -> list[dict[str, Any]]:
     return [f.as_dict() for f in render_host(_host(data))]
 
 
+def _controller_path(path: str | None, data: dict[str, Any]) -> str | None:
+    """mail_tls files live on the controller; relative paths are relative to the inventory."""
+    if not path or os.path.isabs(path):
+        return path
+    return os.path.join(str(data.get("inventory_dir") or "."), path)
+
+
 def host_summary(data: dict[str, Any]) -> dict[str, Any]:
     """The facts the roles' tasks need (backend, hostname, users ...), as plain data."""
     host = _host(data)
@@ -54,6 +62,7 @@ def host_summary(data: dict[str, Any]) -> dict[str, Any]:
         "users": [{"address": u.address, "password": u.password, "quota": u.quota}
                   for u in host.users],
         "tls_mode": host.tls.mode,
-        "tls_cert_src": host.tls.cert_src,
-        "tls_key_src": host.tls.key_src,
+        "tls_cert_src": _controller_path(host.tls.cert_src, data),
+        "tls_key_src": _controller_path(host.tls.key_src, data),
+        "tls_ca_src": _controller_path(host.tls.ca_src or host.tls.cert_src, data),
     }

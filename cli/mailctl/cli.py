@@ -133,9 +133,14 @@ def _deploy(inventory: Path, inv: Inventory, *, limit, backend, check_mode=False
         elif event in ("runner_on_failed", "runner_on_unreachable"):
             click.echo(f"  {host}: FAILED {stats.errors[-1] if stats.errors else ''}", err=True)
 
+    def show_diff(host: str, text: str) -> None:
+        if not verbose:  # with -v, Ansible prints its own diff
+            click.echo(f"  {host}: diff\n" + "\n".join("    " + line
+                                                       for line in text.rstrip().splitlines()))
+
     result = run_site(inventory, limit=limit, extravars=extravars, check=check_mode, diff=diff,
                       verbose=verbose, vault_password_file=vault, forks=forks,
-                      on_progress=progress)
+                      on_progress=progress, on_diff=show_diff)
     click.echo("summary:")
     for name in sorted(result.hosts):
         s = result.hosts[name]

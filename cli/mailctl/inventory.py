@@ -98,6 +98,17 @@ class Inventory:
                     return _display(path)
         return _display(self.source)
 
+    def _missing_tls_files(self, host: MailHost) -> list[Problem]:
+        """mail_tls mode 'files' names files on this machine: they must exist."""
+        base = self.source if self.source.is_dir() else self.source.parent
+        found = []
+        for key, path in (("cert", host.tls.cert_src), ("key", host.tls.key_src),
+                          ("ca", host.tls.ca_src)):
+            if path and not (base / path).is_file():  # an absolute path stays as it is
+                found.append(Problem(self.file_of(host.name, "mail_tls"), host.name,
+                                     f"mail_tls.{key}", f"{path!r}: no such file"))
+        return found
+
     def _unparsable_vars_file(self) -> str | None:
         """Ansible's parse errors do not always say which file: find it ourselves."""
         base = self.source if self.source.is_dir() else self.source.parent
@@ -127,6 +138,7 @@ class Inventory:
             for f in findings:
                 problems.append(Problem(self.file_of(name, f.variable), name, f.field, f.message))
             if host:
+                problems += self._missing_tls_files(host)
                 hosts.append(host)
         if problems:
             raise ValidationFailed(problems)

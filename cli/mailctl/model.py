@@ -44,8 +44,10 @@ class Alias:
 @dataclass(frozen=True)
 class Tls:
     mode: str
-    cert_src: str | None = None  # controller-side files, mode 'files'
+    # mode 'files': files on the controller (relative paths: to the inventory directory)
+    cert_src: str | None = None
     key_src: str | None = None
+    ca_src: str | None = None  # the CA that signed cert (default: cert itself)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,8 @@ ProgressCallback = Callable[[str, HostStats, str], None]
 def run_site(inventory: Path, *, limit: str | None = None, extravars: dict | None = None,
              check: bool = False, diff: bool = False, verbose: bool = False,
              vault_password_file: str | None = None, forks: int | None = None,
-             on_progress: ProgressCallback | None = None) -> RunResult:
+             on_progress: ProgressCallback | None = None,
+             on_diff: Callable[[str, str], None] | None = None) -> RunResult:
     """Run the site playbook; call on_progress(host, stats, event) as tasks finish."""
     import ansible_runner
 
@@ -58,6 +59,12 @@ def run_site(inventory: Path, *, limit: str | None = None, extravars: dict | Non
         host = data.get("host")
         if not host:
             return True
+        if diff and on_diff and kind in ("runner_on_ok", "runner_item_on_ok"):
+            text = _diff_text(data.get("res", {}) or {})
+            if text:
+                on_diff(host, text)
+            if kind == "runner_item_on_ok":
+                return True
         stats = hosts.setdefault(host, HostStats())
         stats.task = current_task["name"]
         if kind == "runner_on_ok":
@@ -121,6 +128,26 @@ def run_site(inventory: Path, *, limit: str | None = None, extravars: dict | Non
     finally:
         shutil.rmtree(private, ignore_errors=True)
     return RunResult(status=result.status, hosts=hosts, detail=detail)
+
+
+def _diff_text(res: dict) -> str:
+    """Unified diff of what a task changed (Ansible's --diff data); '' when there is none.
+    Tasks that handle secrets run with no_log and diff: false, so they bring none."""
+    import difflib
+
+    entries = res.get("diff") or []
+    if isinstance(entries, dict):
+        entries = [entries]
+    out = []
+    for entry in entries:
+        before, after = entry.get("before"), entry.get("after")
+        if not isinstance(before, str) or not isinstance(after, str) or before == after:
+            continue
+        out.extend(difflib.unified_diff(
+            before.splitlines(keepends=True), after.splitlines(keepends=True),
+            fromfile=str(entry.get("before_header", "before")),
+            tofile=str(entry.get("after_header", "after"))))
+    return "".join(out)
 
 
 def _failure_text(data: dict) -> str:

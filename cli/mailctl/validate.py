@@ -43,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
 }
 USER_KEYS = ("address", "password", "password_hash", "quota", "aliases")
 ALIAS_KEYS = ("address", "to")
-TLS_KEYS = ("mode", "cert", "key")
+TLS_KEYS = ("mode", "cert", "key", "ca")
 
 # Dovecot password schemes mailctl accepts from the inventory: slow, salted ones only.
 _STRONG_SCHEMES = ("SHA512-CRYPT", "SHA256-CRYPT", "BLF-CRYPT", "ARGON2I", "ARGON2ID", "CRYPT")
@@ -408,7 +408,9 @@ def _tls(value: Any, out: _Collector) -> Tls:
         for key in ("cert", "key"):
             if not isinstance(value.get(key), str) or not value.get(key):
                 out.add("mail_tls", f"mail_tls.{key}", "is required when mode is 'files'")
-        return Tls(mode, value.get("cert"), value.get("key"))
+        if value.get("ca") is not None and not isinstance(value.get("ca"), str):
+            out.add("mail_tls", "mail_tls.ca", "must be a path")
+        return Tls(mode, value.get("cert"), value.get("key"), value.get("ca"))
     return Tls(mode)
 
 

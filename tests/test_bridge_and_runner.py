@@ -1,0 +1,81 @@
+"""The pieces deploy relies on that need no host: the Ansible bridge (what the roles call)
+and the runner's diff rendering."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from mailctl import ansible_bridge
+from mailctl.cli import main
+from mailctl.runner import _diff_text
+
+BASE = {
+    "mail_hostname": "mail.example.test",
+    "mail_domains": ["example.test"],
+    "mail_users": [{"address": "alice@example.test", "password": "pw-alice"}],
+}
+
+
+def bridge_input(**variables):
+    return {"name": "h1", "groups": [], "os_family": "Debian", "backend": "",
+            "inventory_dir": "/srv/inv", "variables": {**BASE, **variables}}
+
+
+def test_bridge_resolves_tls_files_against_the_inventory_directory():
+    tls = {"mode": "files", "cert": "certs/mail.crt", "key": "/abs/mail.key"}
+    summary = ansible_bridge.host_summary(bridge_input(mail_tls=tls))
+    assert summary["tls_cert_src"] == "/srv/inv/certs/mail.crt"
+    assert summary["tls_key_src"] == "/abs/mail.key"
+    assert summary["tls_ca_src"] == "/srv/inv/certs/mail.crt"  # no ca: the cert itself
+
+
+def test_bridge_uses_the_host_facts_for_the_platform():
+    files = ansible_bridge.host_files({**bridge_input(), "os_family": "RedHat"})
+    main_cf = next(f for f in files if f["path"].endswith("/main.cf"))
+    assert "compatibility_level = 2\n" in main_cf["content"]
+
+
+def test_bridge_refuses_a_platform_that_contradicts_the_facts():
+    with pytest.raises(ansible_bridge.BridgeError, match="host reports 'Debian'"):
+        ansible_bridge.host_files(bridge_input(mail_platform="suse"))
+
+
+def test_bridge_refuses_an_unsupported_os_family():
+    with pytest.raises(ansible_bridge.BridgeError, match="'Gentoo' is not supported"):
+        ansible_bridge.host_files({**bridge_input(), "os_family": "Gentoo"})
+
+
+def test_bridge_reports_every_problem_without_secrets():
+    data = bridge_input(mail_users=[{"address": "bob@", "password": "pw-secret"}],
+                        mail_backend="exim")
+    with pytest.raises(ansible_bridge.BridgeError) as err:
+        ansible_bridge.host_files(data)
+    text = str(err.value)
+    assert "mail_backend" in text and "mail_users[0].address" in text
+    assert "pw-secret" not in text
+
+
+def test_missing_tls_file_is_bad_input(tmp_path):
+    inv = tmp_path / "inv"
+    (inv / "group_vars").mkdir(parents=True)
+    (inv / "hosts.yml").write_text("all:\n  hosts:\n    h1:\n")
+    (inv / "group_vars" / "all.yml").write_text(
+        "mail_hostname: mail.example.test\nmail_domains: [example.test]\n"
+        "mail_tls: {mode: files, cert: ../certs/mail.crt, key: ../certs/mail.key}\n")
+    res = CliRunner().invoke(main, ["validate", "-i", str(inv)])
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith("h1: mail_tls.cert: '../certs/mail.crt': no such file")
+    assert "group_vars/all.yml" in lines[0]
+
+
+def test_diff_text_is_a_unified_diff_of_changed_files_only():
+    res = {"diff": [{"before": "a = 1\nb = 2\n", "after": "a = 1\nb = 3\n",
+                     "before_header": "/etc/x", "after_header": "/etc/x"},
+                    {"before": "same\n", "after": "same\n"}]}
+    text = _diff_text(res)
+    assert "-b = 2\n" in text and "+b = 3\n" in text and text.count("---") == 1
+    assert _diff_text({}) == ""
+    assert _diff_text({"diff": {"prepared": "binary"}}) == ""
