@@ -145,7 +145,9 @@ def _deploy(inventory: Path, inv: Inventory, *, limit, backend, check_mode=False
     for name in sorted(result.hosts):
         s = result.hosts[name]
         state = "UNREACHABLE" if s.unreachable else ("FAILED" if s.failed else "ok")
-        click.echo(f"  {name}: {state}  ok={s.ok} changed={s.changed} failed={s.failed}")
+        platform = f"  [{s.platform}]" if s.platform else ""
+        click.echo(f"  {name}: {state}  ok={s.ok} changed={s.changed} failed={s.failed}"
+                   f"{platform}")
     if result.failed_hosts or result.status != "successful":
         if result.failed_hosts:
             raise MailctlError(f"deploy failed on: {', '.join(result.failed_hosts)}")
@@ -269,11 +271,22 @@ def test_cmd(scenario: str | None) -> None:
         p.parent.name for p in (root / "molecule").glob("*/molecule.yml"))
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    import time
+
+    durations: dict[str, float] = {}
     for name in names:
         click.echo(f"== molecule test -s {name}")
-        if subprocess.run(["molecule", "test", "-s", name], cwd=root, env=env,
-                          check=False).returncode != 0:
+        started = time.monotonic()
+        code = subprocess.run(["molecule", "test", "-s", name], cwd=root, env=env,
+                              check=False).returncode
+        durations[name] = time.monotonic() - started
+        if code != 0:
             raise MailctlError(f"molecule scenario {name} failed")
+    click.echo("scenario times:")
+    base = durations.get("default")
+    for name, seconds in durations.items():
+        ratio = f"  ({seconds / base:.1f}x default)" if base and name != "default" else ""
+        click.echo(f"  {name}: {seconds:.0f} s{ratio}")
 
 
 if __name__ == "__main__":

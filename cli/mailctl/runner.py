@@ -22,6 +22,7 @@ class HostStats:
     failed: int = 0
     unreachable: bool = False
     task: str = ""
+    platform: str = ""  # e.g. "Debian 12 ppc64le (sysvinit)", from mail_common's preflight
     errors: list[str] = field(default_factory=list)
 
 
@@ -69,6 +70,9 @@ def run_site(inventory: Path, *, limit: str | None = None, extravars: dict | Non
         stats.task = current_task["name"]
         if kind == "runner_on_ok":
             stats.ok += 1
+            facts = (data.get("res", {}) or {}).get("ansible_facts") or {}
+            if isinstance(facts.get("mailctl_platform"), str):
+                stats.platform = " ".join(facts["mailctl_platform"].split())
             if data.get("res", {}).get("changed"):
                 stats.changed += 1
                 kind = "changed"

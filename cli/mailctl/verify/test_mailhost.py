@@ -97,3 +97,17 @@ def test_installed_files_are_what_mailctl_renders(host, mail):
                              f"{installed.user}:{installed.group} {installed.mode:04o}, "
                              f"expected {rendered.owner}:{rendered.group} {rendered.mode}")
     assert not differing, "; ".join(differing)
+
+
+def test_architecture(host):
+    """The host's CPU architecture; MAILCTL_EXPECT_ARCH (set by the ppc64le scenario) makes
+    sure an emulated PowerLinux run cannot pass on x86_64 by accident."""
+    import os
+
+    arch = host.system_info.arch
+    print(f"host architecture: {arch}")
+    expected = os.environ.get("MAILCTL_EXPECT_ARCH")
+    if expected:
+        assert arch == expected
+    else:
+        assert arch in ("x86_64", "ppc64le", "aarch64"), f"unsupported architecture {arch}"
