@@ -1,6 +1,8 @@
 """A small mail client run on the target host (python3 stdlib only): it submits, reads back
 and probes, and prints one JSON object. The verify tests ship it with testinfra."""
 
+import base64
+import contextlib
 import imaplib
 import json
 import poplib
@@ -155,8 +157,327 @@ def read_pop3(user, password, subject, timeout):
     return out(ok=False, error=f"no message with subject {subject} within {timeout}s ({last})")
 
 
+# --- Security probes (test_security.py). Each returns what the server said, never a verdict:
+# the tests decide. Addresses are sent raw (no smtplib quoting), so relay tricks reach the
+# server byte for byte. The "before TLS" probes send a VALID password in clear text, so that
+# a refusal cannot be a wrong-password failure; they only ever connect to this host itself.
+
+ERRORS = (OSError, ssl.SSLError, smtplib.SMTPException, imaplib.IMAP4.error, poplib.error_proto)
+
+
+def _err(exc):
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _smtp(port, mode):
+    """An SMTP session after EHLO (and STARTTLS + EHLO again for mode 'starttls')."""
+    ctx = _hostname_ctx()
+    if mode == "implicit":
+        client = smtplib.SMTP_SSL(HOST, port, timeout=20, context=ctx)
+    else:
+        client = smtplib.SMTP(HOST, port, timeout=20)
+    client.ehlo("verify.mailctl.test")
+    if mode == "starttls":
+        client.starttls(context=ctx)
+        client.ehlo("verify.mailctl.test")
+    return client
+
+
+def _cmd(client, line):
+    code, reply = client.docmd(line)
+    return [code, reply.decode(errors="replace")]
+
+
+def _features(client):
+    return dict(client.esmtp_features)
+
+
+def relay_probe(addr, sender, local_rcpt, trick_rcpt):
+    """Port 25 on addr (not loopback), no AUTH: MAIL FROM, RCPT to a served address (control)
+    and RCPT to trick_rcpt; reports the local address the server sees as the client."""
+    try:
+        client = smtplib.SMTP(addr, 25, timeout=20)
+        peer = client.sock.getsockname()[0]
+        client.ehlo("verify.mailctl.test")
+        mail = _cmd(client, f"MAIL FROM:<{sender}>")
+        local = _cmd(client, f"RCPT TO:<{local_rcpt}>")
+        trick = _cmd(client, f"RCPT TO:<{trick_rcpt}>")
+        _cmd(client, "RSET")  # never DATA: nothing is queued
+        client.quit()
+        return out(ok=True, client_addr=peer, mail=mail, local=local, trick=trick)
+    except ERRORS as exc:
+        return out(ok=False, error=_err(exc))
+
+
+def _auth_plain(user, password):
+    return base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+
+
+def smtp_auth_offer(port, mode, user, password):
+    """EHLO before and after TLS, and an AUTH attempt (valid credentials) before TLS."""
+    port = int(port)
+    result = {"ok": True}
+    try:
+        if mode == "implicit":
+            client = _smtp(port, "implicit")
+            result["after"] = _features(client)
+            client.quit()
+            return out(**result)
+        client = smtplib.SMTP(HOST, port, timeout=20)
+        client.ehlo("verify.mailctl.test")
+        result["before"] = _features(client)
+        result["auth_before_tls"] = _cmd(client, f"AUTH PLAIN {_auth_plain(user, password)}")
+        client.quit()
+        client = _smtp(port, "starttls")
+        result["after"] = _features(client)
+        client.quit()
+        return out(**result)
+    except ERRORS as exc:
+        return out(ok=False, error=_err(exc), **{k: v for k, v in result.items() if k != "ok"})
+
+
+class _SourcedIMAP(imaplib.IMAP4):
+    """IMAP4 from a given source address (Dovecot treats a connection whose remote address
+    equals its local address, e.g. 127.0.0.1 -> 127.0.0.1, as secured; a client on another
+    loopback address is a remote client to it)."""
+
+    source = None
+
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout,
+                                        source_address=(self.source, 0))
+
+
+class _SourcedPOP3(poplib.POP3):
+    source = None
+
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout,
+                                        source_address=(self.source, 0))
+
+
+def imap_plain(port, source, user, password):
+    """IMAP on a STARTTLS port from source: capabilities and LOGIN (valid credentials) before
+    TLS, then the same after STARTTLS (the control)."""
+    result = {"ok": True}
+    _SourcedIMAP.source = source
+    try:
+        client = _SourcedIMAP(HOST, int(port), timeout=20)
+        result["client_addr"] = client.sock.getsockname()[0]
+        result["caps_before"] = list(client.capabilities)
+        try:
+            typ, data = client._simple_command("LOGIN", client._quote(user),
+                                               client._quote(password))
+            result["login_before"] = [typ, b" ".join(d for d in data if d).decode(errors="replace")]
+        except ERRORS as exc:
+            result["login_before"] = ["ERROR", _err(exc)]
+        with contextlib.suppress(ERRORS):
+            client.logout()
+        client = _SourcedIMAP(HOST, int(port), timeout=20)
+        client.starttls(ssl_context=_hostname_ctx())
+        result["caps_after"] = list(client.capabilities)
+        try:
+            typ, _ = client.login(user, password)
+            result["login_after"] = [typ, ""]
+        except ERRORS as exc:
+            result["login_after"] = ["ERROR", _err(exc)]
+        client.logout()
+        return out(**result)
+    except ERRORS as exc:
+        return out(ok=False, error=_err(exc), **{k: v for k, v in result.items() if k != "ok"})
+
+
+def pop3_plain(port, source, user, password):
+    """POP3 on a STLS port from source: USER/PASS (valid credentials) before STLS, then after
+    (the control)."""
+    result = {"ok": True}
+    _SourcedPOP3.source = source
+    try:
+        client = _SourcedPOP3(HOST, int(port), timeout=20)
+        result["client_addr"] = client.sock.getsockname()[0]
+        try:
+            result["capa_before"] = sorted(client.capa())
+        except ERRORS as exc:
+            result["capa_before"] = [_err(exc)]
+        steps = []
+        for cmd, arg in (("USER", user), ("PASS", password)):
+            try:
+                steps.append([cmd, client._shortcmd(f"{cmd} {arg}").decode(errors="replace")])
+            except ERRORS as exc:
+                steps.append([cmd, "ERR " + _err(exc)])
+                break
+        result["login_before"] = steps
+        with contextlib.suppress(ERRORS):
+            client.quit()
+        client = _SourcedPOP3(HOST, int(port), timeout=20)
+        client.stls(context=_hostname_ctx())
+        try:
+            client.user(user)
+            client.pass_(password)
+            result["login_after"] = "ok"
+        except ERRORS as exc:
+            result["login_after"] = _err(exc)
+        client.quit()
+        return out(**result)
+    except ERRORS as exc:
+        return out(ok=False, error=_err(exc), **{k: v for k, v in result.items() if k != "ok"})
+
+
+def _login(port, user, password):
+    """Log in on a TLS port (587 STARTTLS, 465, 993, 995); None on success, else the error."""
+    port = int(port)
+    try:
+        if port in (587, 465):
+            client = _smtp(port, "starttls" if port == 587 else "implicit")
+            try:
+                client.login(user, password)
+            finally:
+                client.close()
+        elif port == 993:
+            client = imaplib.IMAP4_SSL(HOST, port, ssl_context=_hostname_ctx(), timeout=20)
+            try:
+                client.login(user, password)
+            finally:
+                client.shutdown()
+        elif port == 995:
+            client = poplib.POP3_SSL(HOST, port, context=_hostname_ctx(), timeout=20)
+            try:
+                client.user(user)
+                client.pass_(password)
+            finally:
+                client.close()
+        else:
+            return f"no login probe for port {port}"
+        return None
+    except ERRORS as exc:
+        return _err(exc)
+
+
+def bad_password(port, user, password):
+    """A wrong password, then the right one (the control)."""
+    wrong = _login(port, user, password + "-wrong")
+    right = _login(port, user, password)
+    return out(ok=True, wrong_error=wrong, right_error=right)
+
+
+def sender_probe(port, user, password, sender, rcpt):
+    """Authenticated as user: MAIL FROM:<sender>, RCPT TO:<rcpt>; never DATA."""
+    port = int(port)
+    try:
+        client = _smtp(port, "starttls" if port == 587 else "implicit")
+        client.login(user, password)
+        mail = _cmd(client, f"MAIL FROM:<{sender}>")
+        rcpt_reply = _cmd(client, f"RCPT TO:<{rcpt}>") if mail[0] == 250 else None
+        _cmd(client, "RSET")
+        client.quit()
+        return out(ok=True, mail=mail, rcpt=rcpt_reply)
+    except ERRORS as exc:
+        return out(ok=False, error=_err(exc))
+
+
+def size_probe(port, mode, user, password, sender, limit):
+    """EHLO SIZE, then MAIL FROM with SIZE=limit+1 and SIZE=limit (the control)."""
+    port, limit = int(port), int(limit)
+    try:
+        client = _smtp(port, mode)
+        if user != "-":
+            client.login(user, password)
+        size = client.esmtp_features.get("size")
+        over = _cmd(client, f"MAIL FROM:<{sender}> SIZE={limit + 1}")
+        _cmd(client, "RSET")
+        at = _cmd(client, f"MAIL FROM:<{sender}> SIZE={limit}")
+        _cmd(client, "RSET")
+        client.quit()
+        return out(ok=True, size=size, over=over, at=at)
+    except ERRORS as exc:
+        return out(ok=False, error=_err(exc))
+
+
+TLS_VERSIONS = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+                "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def _pinned_ctx(version, ciphers):
+    """A context that offers exactly one protocol version; SECLEVEL=0 so that the client
+    itself does not refuse old versions or weak ciphers (a failure is then the server's)."""
+    import warnings
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # TLSv1, TLSv1_1
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile=CA)
+    ctx.set_ciphers(ciphers)
+    ctx.minimum_version = TLS_VERSIONS[version]
+    ctx.maximum_version = TLS_VERSIONS[version]
+    original = ctx.wrap_socket
+
+    def wrap_socket(sock, *args, **kwargs):
+        kwargs["server_hostname"] = SERVERNAME
+        return original(sock, *args, **kwargs)
+
+    ctx.wrap_socket = wrap_socket
+    return ctx
+
+
+def _handshake(port, mode, ctx):
+    """(version, cipher) of a handshake on port; the handshake's own error is raised, not a
+    later one from closing the broken connection."""
+    if mode == "implicit":
+        with socket.create_connection((HOST, port), timeout=10) as raw, \
+                ctx.wrap_socket(raw) as tls:
+            return tls.version(), tls.cipher()[0]
+    if mode == "smtp":
+        client = smtplib.SMTP(HOST, port, timeout=10)
+        client.ehlo("verify.mailctl.test")
+        start, close = (lambda: client.starttls(context=ctx)), client.close
+    elif mode == "imap":
+        client = imaplib.IMAP4(HOST, port, timeout=10)
+        start, close = (lambda: client.starttls(ssl_context=ctx)), client.shutdown
+    elif mode == "pop3":
+        client = poplib.POP3(HOST, port, timeout=10)
+        start, close = (lambda: client.stls(context=ctx)), client.close
+    else:
+        raise ValueError(f"unknown mode {mode}")
+    try:
+        start()
+        return client.sock.version(), client.sock.cipher()[0]
+    finally:
+        with contextlib.suppress(ERRORS):
+            close()
+
+
+def tls_scan(port, mode, allowed_ciphers):
+    """One handshake per protocol version (every cipher offered), plus TLS 1.2 handshakes
+    offering every cipher except allowed_ciphers (colon-separated), one per key exchange
+    (ECDHE, RSA, DHE: a server may fail one of them for its own reasons, e.g. no DH
+    parameters, which must not hide that it accepts another)."""
+    port = int(port)
+    everything = "ALL:COMPLEMENTOFALL:@SECLEVEL=0"
+    probes = {v: (v, everything) for v in TLS_VERSIONS}
+    excluded = "".join(f":!{c}" for c in allowed_ciphers.split(":"))
+    for kx in ("ECDHE", "RSA", "DHE"):
+        probes[f"TLSv1.2-other-{kx}"] = ("TLSv1.2", f"k{kx}:@SECLEVEL=0{excluded}")
+    results = {}
+    for name, (version, ciphers) in probes.items():
+        try:
+            ctx = _pinned_ctx(version, ciphers)
+            usable = {"TLSv1": ("SSLv3", "TLSv1"), "TLSv1.1": ("SSLv3", "TLSv1"),
+                      "TLSv1.2": ("SSLv3", "TLSv1", "TLSv1.2"), "TLSv1.3": ("TLSv1.3",)}
+            offered = [c["name"] for c in ctx.get_ciphers() if c["protocol"] in usable[version]]
+        except (ValueError, ssl.SSLError) as exc:
+            results[name] = {"ok": False, "client_error": _err(exc), "offered": 0}
+            continue
+        try:
+            got_version, cipher = _handshake(port, mode, ctx)
+            results[name] = {"ok": True, "version": got_version, "cipher": cipher}
+        except ERRORS as exc:
+            results[name] = {"ok": False, "error": _err(exc)}
+        results[name]["offered"] = len(offered)
+    return out(ok=True, results=results)
+
+
 ACTIONS = {"cert": cert_check, "submit": submit, "smtp25": plain_smtp, "imap": read_imap,
-           "pop3": read_pop3}
+           "pop3": read_pop3, "relay": relay_probe, "smtp_auth": smtp_auth_offer,
+           "imap_plain": imap_plain, "pop3_plain": pop3_plain, "badpass": bad_password,
+           "sender": sender_probe, "size": size_probe, "tls_scan": tls_scan}
 
 if __name__ == "__main__":
     ACTIONS[ACTION](*ARGS)
