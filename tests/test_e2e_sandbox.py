@@ -1,0 +1,121 @@
+"""End to end through the CLI a user runs: `mailctl sandbox up` (the README's main job) in a
+real container, then secrets are looked for in every output a deploy produces, and user
+mistakes against real infrastructure end in one clean line, not a traceback.
+
+Needs the Docker engine and the base image (scripts/test starts and builds them first)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailctl.inventory import Inventory
+from mailctl.passwords import dovecot_hash
+from mailctl.render import render_host
+
+MAILCTL = [sys.executable, "-m", "mailctl.cli"]
+SANDBOX = Path(__file__).resolve().parents[1] / "inventories" / "sandbox"
+CA_DIR = Path.home() / ".local" / "share" / "mailctl" / "sandbox" / "ca"
+
+
+def run(*args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([*MAILCTL, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, check=False)
+
+
+@pytest.fixture(scope="module")
+def sandbox_up() -> subprocess.CompletedProcess:
+    result = run("sandbox", "up")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result
+
+
+def secrets() -> list[str]:
+    """Every clear password and every hash the sandbox's users have."""
+    host = Inventory(SANDBOX).mail_hosts()[0]
+    found = []
+    for user in host.users:
+        found.append(user.password)
+        found.append(dovecot_hash(user.password, host.hostname, user.address).split("$")[-1])
+    return [s for s in found if s]
+
+
+def test_sandbox_up_delivers_a_message_and_prints_connection_details(sandbox_up):
+    out = sandbox_up.stdout
+    assert "delivered: alice@sandbox.test -> bob@sandbox.test" in out
+    assert "read back on 127.0.0.1:10993 (IMAPS)" in out
+    assert f"CA file      {CA_DIR / 'ca.crt'}" in out
+    assert "Traceback" not in out + sandbox_up.stderr
+
+
+def test_sandbox_status(sandbox_up):
+    result = run("sandbox", "status")
+    assert result.returncode == 0 and "mailctl-sandbox: running" in result.stdout
+
+
+def test_no_secret_in_deploy_output_even_verbose_with_diff(sandbox_up, tmp_path):
+    # A changed password forces the secret files to change, so their tasks really run.
+    inventory = tmp_path / "sandbox"
+    subprocess.run(["cp", "-r", str(SANDBOX), str(inventory)], check=True)
+    main = inventory / "group_vars" / "all" / "main.yml"
+    main.write_text(main.read_text().replace("sandbox-bob-pw", "sandbox-bob-pw-changed"))
+    changed = Inventory(inventory).mail_hosts()[0]
+    changed_secrets = [changed.users[1].password,
+                       dovecot_hash(changed.users[1].password, changed.hostname,
+                                    changed.users[1].address).split("$")[-1]]
+    outputs = []
+    for extra in (["--check", "--diff", "-v"], ["--diff", "-v"], ["--diff"]):
+        result = run("deploy", "-i", str(inventory), "--ca-dir", str(CA_DIR), *extra)
+        outputs.append(result.stdout + result.stderr)
+        assert result.returncode == 0, outputs[-1][-2000:]
+    restore = run("deploy", "-i", str(SANDBOX), "--ca-dir", str(CA_DIR), "--diff", "-v")
+    outputs.append(restore.stdout + restore.stderr)
+    assert restore.returncode == 0, outputs[-1][-2000:]
+    text = "\n".join(outputs)
+    assert "changed=" in text  # the runs did report their work
+    leaked = [s for s in secrets() + changed_secrets if s in text]
+    assert not leaked, f"{len(leaked)} secret(s) appear in deploy output"
+
+
+def test_no_secret_in_the_hosts_logs(sandbox_up):
+    journal = subprocess.run(["docker", "exec", "mailctl-sandbox", "journalctl", "--no-pager",
+                              "-o", "cat"], capture_output=True, text=True, check=True).stdout
+    assert journal, "the sandbox journal is empty"
+    leaked = [s for s in secrets() if s in journal]
+    assert not leaked, f"{len(leaked)} secret(s) appear in the host's journal"
+
+
+def test_rendered_files_match_the_sandbox(sandbox_up):
+    host = Inventory(SANDBOX).mail_hosts()[0]
+    for rendered in render_host(host):
+        installed = subprocess.run(["docker", "exec", "mailctl-sandbox", "cat", rendered.path],
+                                   capture_output=True, text=True, check=True).stdout
+        assert installed == rendered.content, rendered.path
+
+
+def test_unreachable_host_is_one_clean_failure(tmp_path):
+    inventory = tmp_path / "inv"
+    subprocess.run(["cp", "-r", str(SANDBOX), str(inventory)], check=True)
+    (inventory / "hosts.yml").write_text(
+        "all:\n  hosts:\n    ghost:\n      ansible_connection: community.docker.docker\n"
+        "      ansible_host: mailctl-no-such-container\n")
+    result = run("deploy", "-i", str(inventory), "--ca-dir", str(tmp_path / "ca"))
+    assert result.returncode == 1
+    # a missing container fails fact gathering (docker connection); over SSH it is UNREACHABLE
+    assert "ghost: FAILED" in result.stdout or "ghost: UNREACHABLE" in result.stdout
+    assert "error: deploy failed on: ghost" in result.stderr
+    assert "  ghost: FAILED Gathering Facts" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_docker_not_running_is_one_clean_error(tmp_path):
+    result = run("sandbox", "up", env={"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: the Docker engine is not running: start it (scripts/bootstrap does, or run "
+        "`dockerd &` as root)"]
+    assert result.stdout == ""
