@@ -71,8 +71,8 @@ def run_site(inventory: Path, *, limit: str | None = None, extravars: dict | Non
         if kind == "runner_on_ok":
             stats.ok += 1
             facts = (data.get("res", {}) or {}).get("ansible_facts") or {}
-            if isinstance(facts.get("mailctl_platform"), str):
-                stats.platform = " ".join(facts["mailctl_platform"].split())
+            if isinstance(facts.get("mail_common_platform_summary"), str):
+                stats.platform = " ".join(facts["mail_common_platform_summary"].split())
             if data.get("res", {}).get("changed"):
                 stats.changed += 1
                 kind = "changed"
