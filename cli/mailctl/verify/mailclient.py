@@ -33,30 +33,32 @@ def wrap(sock):
     return tls_context().wrap_socket(sock, server_hostname=SERVERNAME)
 
 
+# STARTTLS per protocol: connect, upgrade the connection, close.
+_STARTTLS = {
+    "smtp": (lambda port: smtplib.SMTP(HOST, port, timeout=10),
+             lambda c: (c.ehlo("verify.mailctl.test"), c.starttls(context=_hostname_ctx())),
+             lambda c: c.quit()),
+    "imap": (lambda port: imaplib.IMAP4(HOST, port, timeout=10),
+             lambda c: c.starttls(ssl_context=_hostname_ctx()),
+             lambda c: c.logout()),
+    "pop3": (lambda port: poplib.POP3(HOST, port, timeout=10),
+             lambda c: c.stls(context=_hostname_ctx()),
+             lambda c: c.quit()),
+}
+
+
 def cert_check(port, mode):
     """Handshake on port (implicit TLS or STARTTLS), verifying chain and host name."""
     try:
         if mode == "implicit":
             with socket.create_connection((HOST, port), timeout=10) as raw, wrap(raw) as tls:
                 return out(ok=True, version=tls.version())
-        if mode == "smtp":
-            client = smtplib.SMTP(HOST, port, timeout=10)
-            client.ehlo("verify.mailctl.test")
-            client.starttls(context=_hostname_ctx())
+        if mode in _STARTTLS:
+            connect, upgrade, close = _STARTTLS[mode]
+            client = connect(port)
+            upgrade(client)
             version = client.sock.version()
-            client.quit()
-            return out(ok=True, version=version)
-        if mode == "imap":
-            client = imaplib.IMAP4(HOST, port, timeout=10)
-            client.starttls(ssl_context=_hostname_ctx())
-            version = client.sock.version()
-            client.logout()
-            return out(ok=True, version=version)
-        if mode == "pop3":
-            client = poplib.POP3(HOST, port, timeout=10)
-            client.stls(context=_hostname_ctx())
-            version = client.sock.version()
-            client.quit()
+            close(client)
             return out(ok=True, version=version)
     except (OSError, ssl.SSLError, smtplib.SMTPException, imaplib.IMAP4.error,
             poplib.error_proto) as exc:
