@@ -1,0 +1,138 @@
+#!/usr/bin/python3
+"""Load driver, copied into a bench container and run there (python3 only, no mailctl).
+
+    drive.py --store dovecot|cyrus|none [--messages 5000] [--sessions 20] [--size 4096]
+             [--domain bench.test] [--users 10] [--password-prefix P] [--timeout 300]
+
+Sends --messages messages of --size bytes with Postfix's smtp-source to 127.0.0.1:25, in
+--sessions parallel SMTP sessions spread evenly over --users recipients u0..u<n-1>@domain
+(one smtp-source per recipient, so every Message-ID is unique: smtp-source writes
+<pid.session.count@host>). Times:
+
+  accept  until every smtp-source has exited (each message got its 250 reply),
+  drain   until Postfix's queue is empty AND the store counts every new message:
+          dovecot: `doveadm mailbox status -A messages INBOX` (the store's own tool);
+          cyrus:   IMAP STATUS INBOX MESSAGES as each user (STARTTLS on 127.0.0.1);
+          none:    the queue is empty (for the discard ceiling).
+
+The queue is polled by reading its directories (cheap, no process started); the store is
+counted only once the queue is empty, so counting does not compete with delivery. Prints one
+JSON line. Exit 1 on a failed smtp-source or when the timeout passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import imaplib
+import json
+import os
+import re
+import ssl
+import subprocess
+import sys
+import time
+
+QUEUE = "/var/spool/postfix"
+QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
+
+
+def queue_size() -> int:
+    total = 0
+    for name in QUEUES:
+        for _root, _dirs, files in os.walk(os.path.join(QUEUE, name)):
+            total += len(files)
+    return total
+
+
+def count_dovecot(args: argparse.Namespace) -> int:
+    out = subprocess.run(["doveadm", "-f", "flow", "mailbox", "status", "-A", "messages",
+                          "INBOX"], capture_output=True, text=True, check=True).stdout
+    return sum(int(n) for n in re.findall(r"messages=(\d+)", out))
+
+
+def count_cyrus(args: argparse.Namespace) -> int:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # counting on the host itself; the cert is mailctl's CA
+    total = 0
+    for user in users(args):
+        imap = imaplib.IMAP4("127.0.0.1", 143, timeout=30)
+        try:
+            imap.starttls(ctx)
+            imap.login(user, args.password_prefix + user.split("@")[0])
+            typ, data = imap.status("INBOX", "(MESSAGES)")
+            if typ != "OK":
+                raise RuntimeError(f"STATUS INBOX as {user}: {data}")
+            total += int(re.search(rb"MESSAGES (\d+)", data[0]).group(1))
+        finally:
+            with contextlib.suppress(OSError, imaplib.IMAP4.error):
+                imap.logout()
+    return total
+
+
+def users(args: argparse.Namespace) -> list[str]:
+    return [f"u{i}@{args.domain}" for i in range(args.users)]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--store", choices=["dovecot", "cyrus", "none"], required=True)
+    p.add_argument("--messages", type=int, default=5000)
+    p.add_argument("--sessions", type=int, default=20)
+    p.add_argument("--size", type=int, default=4096)
+    p.add_argument("--domain", default="bench.test")
+    p.add_argument("--users", type=int, default=10)
+    p.add_argument("--password-prefix", default="bench-pw-")
+    p.add_argument("--timeout", type=float, default=300)
+    args = p.parse_args()
+    if args.messages % args.users or args.sessions % args.users:
+        p.error("--messages and --sessions must be multiples of --users")
+    counter = {"dovecot": count_dovecot, "cyrus": count_cyrus, "none": lambda a: 0}[args.store]
+
+    if queue_size():
+        print(json.dumps({"error": "the queue is not empty before the run"}))
+        return 1
+    before = counter(args)
+    per_user, sessions = args.messages // args.users, args.sessions // args.users
+    t0 = time.monotonic()
+    procs = [subprocess.Popen(["smtp-source", "-s", str(sessions), "-m", str(per_user),
+                               "-l", str(args.size), "-f", f"bench@{args.domain}",
+                               "-t", user, "127.0.0.1:25"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for user in users(args)]
+    errors = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=args.timeout)
+        if proc.returncode != 0 or out.strip():
+            errors.append(out.strip()[-300:] or f"smtp-source exited {proc.returncode}")
+    accept = time.monotonic() - t0
+    if errors:
+        print(json.dumps({"error": "smtp-source: " + " | ".join(errors[:3])}))
+        return 1
+
+    delivered, drain = 0, None
+    deadline = t0 + args.timeout
+    while time.monotonic() < deadline:
+        if queue_size() == 0:
+            delivered = counter(args) - before
+            if delivered >= args.messages or args.store == "none":
+                drain = time.monotonic() - t0
+                break
+            time.sleep(0.2)
+        else:
+            time.sleep(0.05)
+    result = {"store": args.store, "messages": args.messages, "accept_s": round(accept, 3),
+              "delivered": delivered if args.store != "none" else args.messages,
+              "drain_s": round(drain, 3) if drain else None}
+    if drain is None:
+        result["error"] = (f"timeout after {args.timeout:.0f}s: {delivered} of "
+                           f"{args.messages} in the store, {queue_size()} in the queue")
+        print(json.dumps(result))
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

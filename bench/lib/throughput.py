@@ -1,0 +1,217 @@
+"""bench/throughput: mail throughput of the deployed stack, in one run, as ratios.
+
+Configurations, each in its own container (mailctl-bench-*) on this host:
+  (a) mailctl, Dovecot       mailctl deploy, templates and defaults as shipped
+  (b) mailctl, Cyrus         the same inventory with mail_backend: cyrus
+  (c) baseline               Debian's stock Postfix + Dovecot with an administrator's hand
+                             edits for LMTP delivery (bench/baseline/)
+  (d) ceiling                (a)'s Postfix with virtual_transport = discard: (queue files
+                             still written and fsynced; nothing delivered)
+
+Each measurement: bench/lib/drive.py inside the container sends the messages with
+smtp-source to 127.0.0.1:25 and times accept and drain (store counted by doveadm / IMAP).
+Rounds interleave the configurations (a b c d, a b c d, ...) so a burst of load from
+elsewhere on this shared machine hits them alike; the best round of each is reported, with
+the container's CPU time per message (cgroup cpuacct), which noise affects much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    BENCH,
+    DOMAIN,
+    PASSWORD_PREFIX,
+    PREFIX,
+    BenchError,
+    deploy,
+    docker,
+    ensure_engine_and_image,
+    host_info,
+    log,
+    remove,
+    start_container,
+    write_inventory,
+)
+
+CONTAINERS = {"a": PREFIX + "dovecot", "b": PREFIX + "cyrus", "c": PREFIX + "baseline"}
+LABELS = {"a": "(a) mailctl, Dovecot", "b": "(b) mailctl, Cyrus",
+          "c": "(c) baseline: stock Debian + hand edits", "d": "(d) ceiling: Postfix → discard"}
+STORE = {"a": "dovecot", "b": "cyrus", "c": "dovecot", "d": "none"}
+TARGETS = [("a", "c", 1.3), ("a", "d", 0.6), ("b", "a", 0.8)]
+
+
+def cpu_ns(name: str) -> int:
+    cid = docker("inspect", "-f", "{{.Id}}", name).stdout.strip()
+    return int(Path(f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage").read_text())
+
+
+def prepare(configs: set[str], args: argparse.Namespace, workdir: Path) -> None:
+    mailctl_hosts = {CONTAINERS[k]: STORE[k] for k in "ab" if k in configs or
+                     (k == "a" and "d" in configs)}
+    for key, name in CONTAINERS.items():
+        if name in mailctl_hosts or (key == "c" and "c" in configs):
+            reused = start_container(name, reuse=args.reuse)
+            log(f"{name}: {'reused' if reused else 'started'}")
+    if mailctl_hosts:
+        inv = write_inventory(workdir / "inventory", mailctl_hosts, args.users)
+        log(f"mailctl deploy of {', '.join(mailctl_hosts)} …")
+        took = deploy(inv, "--forks", str(len(mailctl_hosts)))
+        log(f"deployed in {took:.0f}s")
+    if "c" in configs:
+        name = CONTAINERS["c"]
+        if docker("exec", name, "test", "-e", "/etc/dovecot/local.conf",
+                  check=False).returncode != 0:
+            log(f"{name}: installing stock Postfix + Dovecot and the hand edits …")
+            docker("cp", str(BENCH / "baseline"), f"{name}:/root/baseline")
+            docker("exec", "-e", f"BENCH_USERS={args.users}", name, "sh",
+                   "/root/baseline/setup.sh", timeout=600)
+    for key in configs:
+        name = CONTAINERS.get(key, CONTAINERS["a"])
+        docker("cp", str(BENCH / "lib" / "drive.py"), f"{name}:/root/drive.py")
+
+
+def set_discard(on: bool) -> None:
+    name = CONTAINERS["a"]
+    script = ("cp -p /etc/postfix/main.cf /root/main.cf.bench && "
+              "postconf -e 'virtual_transport = discard:' && postfix reload" if on else
+              "cp -p /root/main.cf.bench /etc/postfix/main.cf && postfix reload")
+    docker("exec", name, "sh", "-c", script + " >/dev/null 2>&1")
+    time.sleep(2)  # let master restart qmgr and the smtpd processes pick up the change
+
+
+def measure(key: str, args: argparse.Namespace) -> dict:
+    name = CONTAINERS.get(key, CONTAINERS["a"])
+    if key == "d":
+        set_discard(True)
+    try:
+        before = cpu_ns(name)
+        proc = docker("exec", name, "python3", "/root/drive.py", "--store", STORE[key],
+                      "--messages", str(args.messages), "--sessions", str(args.sessions),
+                      "--size", str(args.size), "--users", str(args.users),
+                      "--domain", DOMAIN, "--password-prefix", PASSWORD_PREFIX,
+                      "--timeout", str(args.timeout), check=False, timeout=args.timeout + 120)
+        cpu = cpu_ns(name) - before
+    finally:
+        if key == "d":
+            set_discard(False)
+    try:
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise BenchError(f"{LABELS[key]}: drive.py printed no result: "
+                         f"{(proc.stdout + proc.stderr).strip()[-500:]}") from None
+    if proc.returncode != 0 or result.get("error"):
+        raise BenchError(f"{LABELS[key]}: {result.get('error', proc.stderr.strip()[-300:])}")
+    result["cpu_ms_per_msg"] = cpu / 1e6 / args.messages
+    result["rate"] = args.messages / result["drain_s"]
+    return result
+
+
+def profile(args: argparse.Namespace, key: str, seconds: float) -> str:
+    """perf over the whole host while config `key` runs: CPU samples by process name."""
+    data = Path(tempfile.mkdtemp(prefix="mailctl-bench-perf-")) / "perf.data"
+    perf = subprocess.Popen(["perf", "record", "-a", "-F", "499", "-o", str(data), "--",
+                             "sleep", str(seconds)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        measure(key, args)
+    finally:
+        perf.wait(timeout=seconds + 60)
+    report = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--sort", "comm",
+                             "--percent-limit", "1.5"], capture_output=True, text=True,
+                            check=False).stdout
+    lines = [ln for ln in report.splitlines() if ln.strip() and not ln.startswith("#")]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="bench/throughput", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--messages", type=int, default=5000)
+    p.add_argument("--sessions", type=int, default=20)
+    p.add_argument("--size", type=int, default=4096, help="bytes per message")
+    p.add_argument("--users", type=int, default=10, help="recipients the load is spread over")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best is kept)")
+    p.add_argument("--only", default="abcd", help="configurations to run, e.g. 'ad'")
+    p.add_argument("--timeout", type=float, default=240, help="per measurement, seconds")
+    p.add_argument("--reuse", action="store_true",
+                   help="reuse running bench containers (redeploying mailctl's)")
+    p.add_argument("--keep", action="store_true", help="leave the containers running")
+    p.add_argument("--profile", choices=["a", "b", "c", "d"], default=None,
+                   help="after the rounds, one more run of this configuration under perf")
+    args = p.parse_args()
+    configs = [k for k in "abcd" if k in args.only]
+    if not configs:
+        p.error("--only: nothing to run")
+
+    print(f"bench/throughput — {host_info()}")
+    print(f"load: {args.messages} messages of {args.size} B, {args.sessions} SMTP sessions, "
+          f"{args.users} recipients, smtp-source → 127.0.0.1:25 inside each container; "
+          f"{args.rounds} interleaved round(s), best kept")
+    ensure_engine_and_image()
+    used = sorted({CONTAINERS.get(k, CONTAINERS["a"]) for k in configs})
+    results: dict[str, list[dict]] = {k: [] for k in configs}
+    perf_out = ""
+    try:
+        with tempfile.TemporaryDirectory(prefix="mailctl-bench-") as tmp:
+            prepare(set(configs), args, Path(tmp))
+            for rnd in range(1, args.rounds + 1):
+                for key in configs:
+                    res = measure(key, args)
+                    results[key].append(res)
+                    log(f"round {rnd} {LABELS[key]}: {res['rate']:.0f} msg/s "
+                        f"(accept {res['accept_s']:.1f}s, drain {res['drain_s']:.1f}s, "
+                        f"{res['cpu_ms_per_msg']:.2f} ms CPU/msg)")
+            if args.profile:
+                best = max(r["rate"] for r in results.get(args.profile, [{"rate": 300}]))
+                log(f"profiling {LABELS[args.profile]} under perf …")
+                perf_out = profile(args, args.profile, args.messages / best + 5)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if not args.keep:
+            remove(used)
+
+    print()
+    print(f"{'configuration':42} {'msg/s':>7} {'accept s':>9} {'drain s':>8} "
+          f"{'CPU ms/msg':>11}  rounds (msg/s)")
+    best = {}
+    for key in configs:
+        runs = results[key]
+        top = max(runs, key=lambda r: r["rate"])
+        best[key] = top
+        spread = ", ".join(f"{r['rate']:.0f}" for r in runs)
+        cpu = statistics.median(r["cpu_ms_per_msg"] for r in runs)
+        top["cpu_median"] = cpu
+        print(f"{LABELS[key]:42} {top['rate']:7.0f} {top['accept_s']:9.1f} "
+              f"{top['drain_s']:8.1f} {cpu:11.2f}  {spread}")
+    print()
+    print("ratios (throughput, best rounds; CPU per message, medians — lower CPU is better):")
+    for num, den, target in TARGETS:
+        if num in best and den in best:
+            ratio = best[num]["rate"] / best[den]["rate"]
+            cpu_ratio = best[den]["cpu_median"] / best[num]["cpu_median"]
+            verdict = "met" if ratio >= target else "MISSED"
+            print(f"  ({num})/({den}) = {ratio:.2f}   target ≥ {target}: {verdict}"
+                  f"   (by CPU per message: {cpu_ratio:.2f})")
+    if perf_out:
+        print()
+        print(f"CPU profile of one more {LABELS[args.profile]} run (perf, whole host, "
+              f"samples by process name; other engineers' load included):")
+        print(perf_out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
