@@ -9,7 +9,8 @@ from typing import Any
 
 from .platforms import OS_FAMILIES
 from .render import render_host
-from .validate import check_host
+from .topology import Topology, plan
+from .validate import ROLE_PREFIXES, check_host
 
 
 class BridgeError(Exception):
@@ -37,9 +38,44 @@ def _host(data: dict[str, Any]):
     return host
 
 
+def _topology(data: dict[str, Any]) -> Topology:
+    """The topology from data['peers']: every mx and mailstore host of the inventory."""
+    peers = data.get("peers") or []
+    if not peers:
+        return Topology()
+    hosts, lines = [], []
+    for peer in peers:
+        host, findings = check_host(str(peer.get("name")), dict(peer.get("variables") or {}),
+                                    list(peer.get("groups") or []), data.get("backend") or None)
+        lines += [f"{peer.get('name')}: {f.field}: {f.message}" for f in findings]
+        if host:
+            hosts.append(host)
+    topology, problems = plan(hosts)
+    lines += [f"{p.host}: {p.field}: {p.message}" for p in problems]
+    if lines:
+        raise BridgeError("\n".join(lines))
+    return topology
+
+
 def host_files(data: dict[str, Any]) -> list[dict[str, Any]]:
     """Every rendered file for the host described by data (see the mail_common role)."""
-    return [f.as_dict() for f in render_host(_host(data))]
+    host = _host(data)
+    topology = _topology(data) if host.role != "allinone" else Topology()
+    return [f.as_dict() for f in render_host(host, topology)]
+
+
+def topology_peers(hostvars: Any, groups: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """What _topology needs from Ansible: name, groups and mail_* variables of every host in
+    group mx or mailstore (hostvars holds every inventory host, whatever --limit says)."""
+    names = dict.fromkeys([*groups.get("mx", []), *groups.get("mailstore", [])])
+    peers = []
+    for name in names:
+        variables = hostvars[name]
+        mail = {k: variables[k] for k in variables
+                if isinstance(k, str) and k.startswith("mail_") and not k.startswith(ROLE_PREFIXES)}
+        peers.append({"name": name, "variables": mail,
+                      "groups": [g for g in ("mx", "mailstore") if name in groups.get(g, [])]})
+    return peers
 
 
 def _controller_path(path: str | None, data: dict[str, Any]) -> str | None:

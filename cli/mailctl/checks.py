@@ -71,6 +71,8 @@ def check_tree(host: MailHost, root: Path) -> list[CheckResult]:
         _run(host.name, "postfix check", ["postfix", "-c", postfix_dir, "check"]),
         _run(host.name, "postconf -n", ["postconf", "-c", postfix_dir, "-n"]),
     ]
+    if host.backend == "none":  # an mx host: Postfix only
+        return results
     if host.backend == "dovecot":
         conf = at(paths["dovecot_config_dir"] + "/dovecot.conf")
         results.append(_run(host.name, "doveconf -n", ["doveconf", "-c", conf, "-n"]))

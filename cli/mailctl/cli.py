@@ -66,7 +66,7 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def validate(inv: Inventory, limit, backend, as_json: bool) -> None:
     """Check the inventory's mail variables; touch no host."""
-    hosts = inv.mail_hosts(limit, backend)
+    hosts, _ = inv.mail_plan(limit, backend)
     if as_json:
         click.echo(json.dumps({"valid": True, "hosts": [h.name for h in hosts]}))
     else:
@@ -81,8 +81,9 @@ def validate(inv: Inventory, limit, backend, as_json: bool) -> None:
               show_default=True, help="Directory that receives one tree per host.")
 def render(inv: Inventory, limit, backend, output: Path) -> None:
     """Write each host's configuration tree (OUTPUT/HOST/etc/postfix/main.cf, ...)."""
-    for host in inv.mail_hosts(limit, backend):
-        files = render_host(host)
+    hosts, topology = inv.mail_plan(limit, backend)
+    for host in hosts:
+        files = render_host(host, topology)
         write_tree(files, output / host.name)
         click.echo(f"{host.name}: {len(files)} files -> {output / host.name}")
 
@@ -97,9 +98,10 @@ def check(inv: Inventory, limit, backend, skip_missing: bool, as_json: bool) -> 
     doveconf -n, cyr_info conf-lint."""
     results = []
     with tempfile.TemporaryDirectory(prefix="mailctl-check-") as tmp:
-        for host in inv.mail_hosts(limit, backend):
+        hosts, topology = inv.mail_plan(limit, backend)
+        for host in hosts:
             root = Path(tmp) / host.name
-            write_tree(render_host(host), root)
+            write_tree(render_host(host, topology), root)
             results.extend(check_tree(host, root))
     failed = [r for r in results if r.ok is False]
     missing = [r for r in results if r.ok is None]
@@ -116,10 +118,14 @@ def check(inv: Inventory, limit, backend, skip_missing: bool, as_json: bool) -> 
 
 
 def _deploy(inventory: Path, inv: Inventory, *, limit, backend, check_mode=False, diff=False,
-            verbose=False, vault=None, forks=None, ca_dir: Path | None = None) -> None:
-    hosts = inv.mail_hosts(limit, backend)  # bad input: exit 2 before any host is touched
-    click.echo(f"deploying {len(hosts)} host(s): {', '.join(h.name for h in hosts)}")
-    extravars = {}
+            verbose=False, vault=None, forks=None, ca_dir: Path | None = None,
+            serial: int | None = None) -> None:
+    hosts, _ = inv.mail_plan(limit, backend)  # bad input: exit 2 before any host is touched
+    waves = f" in waves of {serial}" if serial else ""
+    click.echo(f"deploying {len(hosts)} host(s){waves}: {', '.join(h.name for h in hosts)}")
+    extravars: dict = {}
+    if serial:
+        extravars["mail_common_serial"] = serial
     if backend:
         extravars["mail_common_backend_override"] = backend
     if ca_dir:
@@ -141,35 +147,60 @@ def _deploy(inventory: Path, inv: Inventory, *, limit, backend, check_mode=False
     result = run_site(inventory, limit=limit, extravars=extravars, check=check_mode, diff=diff,
                       verbose=verbose, vault_password_file=vault, forks=forks,
                       on_progress=progress, on_diff=show_diff)
-    click.echo("summary:")
-    for name in sorted(result.hosts):
-        s = result.hosts[name]
-        state = "UNREACHABLE" if s.unreachable else ("FAILED" if s.failed else "ok")
-        platform = f"  [{s.platform}]" if s.platform else ""
-        click.echo(f"  {name}: {state}  ok={s.ok} changed={s.changed} failed={s.failed}"
-                   f"{platform}")
+    _summary([h.name for h in hosts], result)
     if result.failed_hosts or result.status != "successful":
         if result.failed_hosts:
-            raise MailctlError(f"deploy failed on: {', '.join(result.failed_hosts)}")
+            skipped = [h.name for h in hosts if h.name not in result.hosts]
+            stop = (f"; the roll stopped there, not deployed: {', '.join(skipped)}"
+                    if serial and skipped else "")
+            raise MailctlError(f"deploy failed on: {', '.join(result.failed_hosts)}{stop}")
         raise MailctlError(f"the Ansible run {result.status}: {result.detail or 'no detail'}")
+
+
+def _summary(names: list[str], result) -> None:
+    """One aligned line per host, failures first, then the totals: readable at 50 hosts."""
+    width = max(len(n) for n in names)
+    rows = []
+    for name in names:
+        s = result.hosts.get(name)
+        if s is None:
+            rows.append((2, name, "NOT RUN", ""))
+            continue
+        state = "UNREACHABLE" if s.unreachable else ("FAILED" if s.failed else "ok")
+        platform = f"  [{s.platform}]" if s.platform else ""
+        rows.append((0 if state != "ok" else 1, name, state,
+                     f"ok={s.ok} changed={s.changed} failed={s.failed}{platform}"))
+    click.echo("summary:")
+    for _, name, state, detail in sorted(rows):
+        click.echo(f"  {(name + ':').ljust(width + 1)} {state.ljust(11)}  {detail}".rstrip())
+    count = {k: sum(1 for r in rows if r[2] == k) for k in ("ok", "FAILED", "UNREACHABLE",
+                                                             "NOT RUN")}
+    changed = sum(1 for n in names if n in result.hosts and result.hosts[n].changed)
+    click.echo(f"  {len(names)} host(s): {count['ok']} ok ({changed} changed), "
+               f"{count['FAILED']} failed, {count['UNREACHABLE']} unreachable, "
+               f"{count['NOT RUN']} not run")
 
 
 @main.command()
 @inventory_options
 @click.option("--check", "check_mode", is_flag=True, help="Dry run: report what would change.")
 @click.option("--diff", is_flag=True, help="Show file differences (never for secrets).")
-@click.option("--forks", type=int, default=None, help="Hosts deployed in parallel.")
+@click.option("--forks", type=click.IntRange(min=1), default=None,
+              help="Hosts deployed in parallel (Ansible's forks).")
+@click.option("--serial", type=click.IntRange(min=1), default=None,
+              help="Rolling waves of N hosts; a failed host stops the roll.")
 @click.option("--ca-dir", type=click.Path(path_type=Path), default=None,
               help="Where the local CA lives (default: INVENTORY/.mailctl-ca).")
 @click.option("-v", "--verbose", is_flag=True, help="Pass Ansible's own output through.")
 @click.pass_context
-def deploy(ctx, inv: Inventory, limit, backend, check_mode, diff, forks, ca_dir,
+def deploy(ctx, inv: Inventory, limit, backend, check_mode, diff, forks, serial, ca_dir,
            verbose) -> None:
     """Validate, then apply the configuration to the hosts with Ansible."""
     params = ctx.params
     vault = params.get("vault_password_file")
     _deploy(inv.source, inv, limit=limit, backend=backend, check_mode=check_mode, diff=diff,
-            verbose=verbose, vault=str(vault) if vault else None, forks=forks, ca_dir=ca_dir)
+            verbose=verbose, vault=str(vault) if vault else None, forks=forks, ca_dir=ca_dir,
+            serial=serial)
 
 
 @main.command()

@@ -14,6 +14,7 @@ import yaml
 from .errors import InputError, Problem, ValidationFailed
 from .model import MailHost
 from .paths import playbooks_dir
+from .topology import Topology, plan
 from .validate import DEFAULTS, check_host
 
 _VAR_EXTENSIONS = ("", ".yml", ".yaml", ".json")
@@ -37,8 +38,7 @@ class Inventory:
             self.source, vault_password_file)
 
     def host_names(self, limit: str | None = None) -> list[str]:
-        if limit:
-            self._inventory.subset(limit)
+        self._inventory.subset(limit)
         names = [h.name for h in self._inventory.get_hosts()]
         if limit and not names:
             raise InputError(f"{self.source}: no host matches --limit/--host {limit!r}")
@@ -133,16 +133,43 @@ class Inventory:
         """Validate every (selected) host; raise ValidationFailed listing all problems."""
         hosts, problems = [], []
         for name in self.host_names(limit):
-            hv = self.host_vars(name)
-            host, findings = check_host(name, hv.variables, hv.groups, backend)
-            for f in findings:
-                problems.append(Problem(self.file_of(name, f.variable), name, f.field, f.message))
+            host, found = self._validated(name, backend)
+            problems += found
             if host:
-                problems += self._missing_tls_files(host)
                 hosts.append(host)
         if problems:
             raise ValidationFailed(problems)
         return hosts
+
+    def mail_plan(self, limit: str | None = None,
+                  backend: str | None = None) -> tuple[list[MailHost], Topology]:
+        """The selected hosts and the topology they take part in. The topology is built from
+        every mx and mailstore host of the inventory, selected or not: an mx needs all the
+        stores' domains even when it is deployed alone."""
+        hosts = self.mail_hosts(limit, backend)
+        if all(h.role == "allinone" for h in hosts):
+            return hosts, Topology()
+        members, problems = [], []
+        for name in self.host_names(None):
+            host, found = self._validated(name, backend)
+            problems += found
+            if host and host.role != "allinone":
+                members.append(host)
+        topology, found = plan(members)
+        problems += [Problem(self.file_of(p.host, p.variable), p.host, p.field, p.message)
+                     for p in found]
+        if problems:
+            raise ValidationFailed(problems)
+        return hosts, topology
+
+    def _validated(self, name: str, backend: str | None) -> tuple[MailHost | None, list[Problem]]:
+        hv = self.host_vars(name)
+        host, findings = check_host(name, hv.variables, hv.groups, backend)
+        problems = [Problem(self.file_of(name, f.variable), name, f.field, f.message)
+                    for f in findings]
+        if host:
+            problems += self._missing_tls_files(host)
+        return host, problems
 
 
 def _ansible_load(source: Path, vault_password_file: str | None):

@@ -20,6 +20,7 @@ from .model import MailHost
 from .passwords import dovecot_hash
 from .paths import templates_dir
 from .platforms import profile
+from .topology import NO_TOPOLOGY, Topology
 
 # Mozilla "intermediate" (v5.7) TLS 1.2 cipher suites; TLS 1.3 suites are all acceptable.
 INTERMEDIATE_CIPHERS = ":".join((
@@ -92,8 +93,9 @@ def manifest() -> list[dict[str, Any]]:
         return yaml.safe_load(handle)
 
 
-def render_host(host: MailHost) -> list[RenderedFile]:
-    """Every file this host needs, rendered, in manifest order."""
+def render_host(host: MailHost, topology: Topology = NO_TOPOLOGY) -> list[RenderedFile]:
+    """Every file this host needs, rendered, in manifest order. The topology (routes to the
+    mailstore hosts) matters to hosts in group mx or mailstore only."""
     plat = profile(host.platform)
     fmt_vars = {**plat["paths"], **{k: str(v) for k, v in plat["users"].items()}}
     env = _environment()
@@ -103,7 +105,7 @@ def render_host(host: MailHost) -> list[RenderedFile]:
             continue
         if host.role not in entry.get("roles", [host.role]):
             continue
-        context = _context(host, plat)
+        context = _context(host, plat, topology)
         text = env.get_template(entry["template"]).render(**context)
         files.append(RenderedFile(
             component=entry["component"],
@@ -118,8 +120,9 @@ def render_host(host: MailHost) -> list[RenderedFile]:
     return files
 
 
-def _context(host: MailHost, plat: dict[str, Any]) -> dict[str, Any]:
+def _context(host: MailHost, plat: dict[str, Any], topology: Topology) -> dict[str, Any]:
     paths = plat["paths"]
+    routes = topology.routes_for(host)
     return {
         "host": host,
         "platform": plat,
@@ -127,7 +130,11 @@ def _context(host: MailHost, plat: dict[str, Any]) -> dict[str, Any]:
         "users": plat["users"],
         "tls_cert": f"{paths['tls_dir']}/{host.hostname}.crt",
         "tls_key": f"{paths['tls_dir']}/{host.hostname}.key",
+        "tls_ca": f"{paths['tls_dir']}/ca.crt",
         "tls_ciphers": INTERMEDIATE_CIPHERS,
+        "topology": topology,
+        "routes": routes,
+        "route_stores": tuple(dict.fromkeys(r.store for r in routes)),
         "header": f"Managed by mailctl {__version__} — local edits are overwritten on the next "
                   "deploy.",
         "postfix": SettingWriter(host.postfix_overrides, " = ", ("yes", "no")),

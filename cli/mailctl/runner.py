@@ -105,7 +105,6 @@ def run_site(inventory: Path, *, limit: str | None = None, extravars: dict | Non
     try:
         env = {
             "ANSIBLE_ROLES_PATH": str(roles_dir()),
-            "ANSIBLE_HOST_KEY_CHECKING": "False",
             "ANSIBLE_RETRY_FILES_ENABLED": "False",
             "ANSIBLE_PIPELINING": "True",
             "ANSIBLE_INTERPRETER_PYTHON": "auto_silent",

@@ -41,6 +41,8 @@ DEFAULTS: dict[str, Any] = {
     "mail_dovecot_overrides": {},
     "mail_cyrus_overrides": {},
 }
+# On an mx host these come from the 'mailstore' hosts (see topology.py), never from its own vars.
+MX_DERIVED = ("mail_domains", "mail_users", "mail_aliases")
 USER_KEYS = ("address", "password", "password_hash", "quota", "aliases")
 ALIAS_KEYS = ("address", "to")
 TLS_KEYS = ("mode", "cert", "key", "ca")
@@ -76,13 +78,18 @@ def check_host(name: str, variables: Mapping[str, Any], groups: list[str],
     """Validate one host's variables; return the MailHost (if valid) and all findings."""
     out = _Collector()
     _unknown_keys(variables, out)
+    role = _role(groups, out)
     v = {k: variables.get(k, DEFAULTS[k]) for k in DEFAULTS}
     for key, default in DEFAULTS.items():
-        if default is None and variables.get(key) in (None, ""):
+        if default is None and variables.get(key) in (None, "") and \
+                not (role == "mx" and key in MX_DERIVED):
             out.add(key, key, "is required")
+    if role == "mx":
+        _mx_has_no_store(variables, out)
 
-    backend = backend_override or v["mail_backend"]
-    if backend not in BACKENDS:
+    # An mx host has no mail store: it relays to the hosts in group 'mailstore'.
+    backend = "none" if role == "mx" else backend_override or v["mail_backend"]
+    if backend not in BACKENDS and role != "mx":
         out.add("mail_backend", "mail_backend",
                 f"{backend!r} is not a backend (choose {' or '.join(BACKENDS)})")
     platform = v["mail_platform"]
@@ -112,7 +119,10 @@ def check_host(name: str, variables: Mapping[str, Any], groups: list[str],
     tls = _tls(v["mail_tls"], out)
     overrides = {k: _overrides(k, v[k], out) for k in
                  ("mail_postfix_overrides", "mail_dovecot_overrides", "mail_cyrus_overrides")}
-    role = _role(groups, out)
+    if role != "allinone" and tls.mode == "files" and not tls.ca_src:
+        out.add("mail_tls", "mail_tls.ca", "is required on 'mx' and 'mailstore' hosts with "
+                "mode 'files': they trust each other through certificates from this CA, so it "
+                "must be a private CA that signs only your mail hosts")
 
     if out.findings:
         return None, out.findings
@@ -431,6 +441,13 @@ def _overrides(key: str, value: Any, out: _Collector) -> dict:
         else:
             result[name] = setting
     return result
+
+
+def _mx_has_no_store(variables: Mapping[str, Any], out: _Collector) -> None:
+    for key in MX_DERIVED:
+        if variables.get(key) not in (None, "", [], ()):
+            out.add(key, key, "must not be set on an 'mx' host: it relays the domains, users "
+                              "and aliases of the hosts in group 'mailstore'; set it there")
 
 
 def _role(groups: list[str], out: _Collector) -> str:

@@ -6,6 +6,9 @@ ca_dir=$1 name=$2 days=$3
 umask 077
 mkdir -p "$ca_dir"
 cd "$ca_dir"
+# Ansible runs this for many hosts at once: one at a time, or two would create the CA.
+exec 9>.lock
+flock 9
 if [ ! -f ca.crt ]; then
   openssl req -x509 -newkey rsa:3072 -nodes -sha256 -days 3650 \
     -keyout ca.key -out ca.crt -subj "/CN=mailctl local CA/O=mailctl" \

@@ -32,4 +32,5 @@ class FilterModule:
         return {
             "mailctl_files": _wrap(ansible_bridge.host_files),
             "mailctl_host": _wrap(ansible_bridge.host_summary),
+            "mailctl_topology_peers": ansible_bridge.topology_peers,
         }
