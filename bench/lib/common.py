@@ -123,7 +123,7 @@ def write_inventory(directory: Path, hosts: dict[str, str], users: int) -> Path:
 def mailctl_env() -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{env.get('PATH', '')}"
-    env.setdefault("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
+
     return env
 
 

@@ -89,10 +89,14 @@ def set_discard(on: bool) -> None:
     time.sleep(2)  # let master restart qmgr and the smtpd processes pick up the change
 
 
-def measure(key: str, args: argparse.Namespace) -> dict:
+def measure(key: str, args: argparse.Namespace, others: list[str]) -> dict:
+    """One measurement; the other bench containers are paused (frozen) meanwhile."""
     name = CONTAINERS.get(key, CONTAINERS["a"])
     if key == "d":
         set_discard(True)
+    paused = [n for n in others if n != name]
+    for other in paused:
+        docker("pause", other)
     try:
         before = cpu_ns(name)
         proc = docker("exec", name, "python3", "/root/drive.py", "--store", STORE[key],
@@ -102,6 +106,8 @@ def measure(key: str, args: argparse.Namespace) -> dict:
                       "--timeout", str(args.timeout), check=False, timeout=args.timeout + 120)
         cpu = cpu_ns(name) - before
     finally:
+        for other in paused:
+            docker("unpause", other, check=False)
         if key == "d":
             set_discard(False)
     try:
@@ -116,7 +122,7 @@ def measure(key: str, args: argparse.Namespace) -> dict:
     return result
 
 
-def profile(args: argparse.Namespace, key: str, seconds: float) -> str:
+def profile(args: argparse.Namespace, key: str, seconds: float, others: list[str]) -> str:
     """perf over the whole host while config `key` runs: CPU samples by process name."""
     data = Path(tempfile.mkdtemp(prefix="mailctl-bench-perf-")) / "perf.data"
     perf = subprocess.Popen(["perf", "record", "-a", "-F", "499", "-o", str(data), "--",
@@ -124,7 +130,7 @@ def profile(args: argparse.Namespace, key: str, seconds: float) -> str:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
     try:
-        measure(key, args)
+        measure(key, args, others)
     finally:
         perf.wait(timeout=seconds + 60)
     report = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--sort", "comm",
@@ -167,7 +173,7 @@ def main() -> int:
             prepare(set(configs), args, Path(tmp))
             for rnd in range(1, args.rounds + 1):
                 for key in configs:
-                    res = measure(key, args)
+                    res = measure(key, args, used)
                     results[key].append(res)
                     log(f"round {rnd} {LABELS[key]}: {res['rate']:.0f} msg/s "
                         f"(accept {res['accept_s']:.1f}s, drain {res['drain_s']:.1f}s, "
@@ -175,7 +181,7 @@ def main() -> int:
             if args.profile:
                 best = max(r["rate"] for r in results.get(args.profile, [{"rate": 300}]))
                 log(f"profiling {LABELS[args.profile]} under perf …")
-                perf_out = profile(args, args.profile, args.messages / best + 5)
+                perf_out = profile(args, args.profile, args.messages / best + 5, used)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

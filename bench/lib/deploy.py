@@ -1,0 +1,187 @@
+"""bench/deploy: the cost of a deploy, and of rendering, as ratios within one run.
+
+Deploy (one prepared container, mailctl-bench-deploy, Dovecot):
+  first deploy          mailctl deploy on a fresh container (packages downloaded, not installed)
+  no-change redeploy    mailctl deploy again (must report changed=0)
+  floor                 `ansible -m setup` against the same host: connecting and gathering
+                        facts, the least any Ansible run there costs
+Redeploy and floor alternate --repeat times; medians are compared. Target: redeploy ≤ 4x.
+
+Render (no host): an inventory of --hosts hosts is generated (host_vars per host: its mail
+name and --users users with passwords, so every host has its own password hashes):
+  render                `mailctl render -i INV -o DIR`
+  floor                 Ansible loading that inventory and resolving every host's
+                        variables (InventoryManager + VariableManager.get_vars per host)
+Target: render ≤ 2x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    DOMAIN,
+    PREFIX,
+    BenchError,
+    ensure_engine_and_image,
+    host_info,
+    log,
+    mailctl_env,
+    remove,
+    run,
+    start_container,
+    tool,
+    write_inventory,
+)
+
+NAME = PREFIX + "deploy"
+
+FLOOR_LOAD = """
+import sys, time
+from ansible.parsing.dataloader import DataLoader
+from ansible.inventory.manager import InventoryManager
+from ansible.vars.manager import VariableManager
+t0 = time.monotonic()
+loader = DataLoader()
+inv = InventoryManager(loader=loader, sources=[sys.argv[1]])
+var = VariableManager(loader=loader, inventory=inv)
+n = 0
+for host in inv.get_hosts():
+    v = var.get_vars(host=host, include_hostvars=False)
+    n += len(v.get("mail_users", []))
+print(len(inv.get_hosts()), n)
+"""
+
+
+def timed(*argv: str, env: dict | None = None) -> tuple[float, str]:
+    t0 = time.monotonic()
+    proc = run(*argv, env=env)
+    return time.monotonic() - t0, proc.stdout + proc.stderr
+
+
+def changed_count(output: str) -> int | None:
+    found = re.findall(r"changed[=: ]+(\d+)", output)
+    return sum(int(n) for n in found) if found else None
+
+
+def bench_deploy(args: argparse.Namespace, workdir: Path) -> list[str]:
+    env = mailctl_env()
+    inv = write_inventory(workdir / "deploy-inv", {NAME: "dovecot"}, args.users)
+    start_container(NAME, reuse=False)
+    log(f"{NAME}: first deploy …")
+    first, _ = timed(tool("mailctl"), "deploy", "-i", str(inv), env=env)
+    redeploys, floors, changed = [], [], []
+    for i in range(args.repeat):
+        log(f"no-change redeploy and floor, {i + 1}/{args.repeat} …")
+        took, out = timed(tool("mailctl"), "deploy", "-i", str(inv), env=env)
+        redeploys.append(took)
+        changed.append(changed_count(out))
+        took, _ = timed(tool("ansible"), "-i", str(inv / "hosts.yml"), NAME, "-m", "setup",
+                        env=env)
+        floors.append(took)
+    red, flo = statistics.median(redeploys), statistics.median(floors)
+    ratio = red / flo
+    return [
+        "deploy (one container, Dovecot, mailctl-base:bookworm-amd64-mail):",
+        f"  first deploy                 {first:7.1f} s   {first / flo:5.1f}x floor",
+        f"  no-change redeploy (median)  {red:7.1f} s   {ratio:5.1f}x floor   "
+        f"runs: {', '.join(f'{t:.1f}' for t in redeploys)} s; reported changed: "
+        f"{', '.join('?' if c is None else str(c) for c in changed)}",
+        f"  floor: ansible -m setup      {flo:7.1f} s           "
+        f"runs: {', '.join(f'{t:.1f}' for t in floors)} s",
+        f"  redeploy / floor = {ratio:.2f}   target ≤ 4: {'met' if ratio <= 4 else 'MISSED'}",
+    ]
+
+
+def write_big_inventory(directory: Path, hosts: int, users: int) -> Path:
+    (directory / "host_vars").mkdir(parents=True)
+    (directory / "group_vars" / "all").mkdir(parents=True)
+    groups = 10
+    lines = ["---", "all:", "  children:"]
+    for g in range(groups):
+        lines += [f"    site{g}:", "      hosts:"]
+        lines += [f"        mail{h}.site{g}.{DOMAIN}:" for h in range(g, hosts, groups)]
+    (directory / "hosts.yml").write_text("\n".join(lines) + "\n")
+    (directory / "group_vars" / "all" / "main.yml").write_text(
+        "---\nansible_connection: local\nmail_backend: dovecot\n"
+        "mail_postfix_overrides:\n  smtp_dns_support_level: disabled\n")
+    for g in range(groups):
+        (directory / "group_vars" / f"site{g}.yml").write_text(
+            f"---\nmail_domains: [site{g}.{DOMAIN}]\nmail_message_size_limit: 50M\n")
+    for h in range(hosts):
+        g = h % groups
+        name = f"mail{h}.site{g}.{DOMAIN}"
+        body = ["---", f"mail_hostname: {name}", "mail_users:"]
+        for u in range(users):
+            body += [f"  - address: user{u}.{h}@site{g}.{DOMAIN}",
+                     f"    password: bench-{h}-{u}", "    quota: 2G"]
+        body += ["mail_aliases:", f"  - address: team{h}@site{g}.{DOMAIN}",
+                 f"    to: [user0.{h}@site{g}.{DOMAIN}]"]
+        (directory / "host_vars" / f"{name}.yml").write_text("\n".join(body) + "\n")
+    return directory
+
+
+def bench_render(args: argparse.Namespace, workdir: Path) -> list[str]:
+    env = mailctl_env()
+    inv = write_big_inventory(workdir / "render-inv", args.hosts, args.render_users)
+    renders, floors = [], []
+    for i in range(args.repeat):
+        log(f"render and floor, {i + 1}/{args.repeat} …")
+        out = workdir / f"rendered{i}"
+        took, _ = timed(tool("mailctl"), "render", "-i", str(inv), "-o", str(out), env=env)
+        renders.append(took)
+        took, _ = timed(tool("python"), "-c", FLOOR_LOAD, str(inv), env=env)
+        floors.append(took)
+    files = sum(1 for p in (workdir / "rendered0").rglob("*") if p.is_file())
+    ren, flo = statistics.median(renders), statistics.median(floors)
+    ratio = ren / flo
+    return [
+        f"render ({args.hosts} hosts, {args.render_users} users with passwords each, "
+        f"{files} files written):",
+        f"  mailctl render (median)      {ren:7.1f} s   runs: "
+        f"{', '.join(f'{t:.1f}' for t in renders)} s",
+        f"  floor: Ansible load + vars   {flo:7.1f} s   runs: "
+        f"{', '.join(f'{t:.1f}' for t in floors)} s",
+        f"  render / floor = {ratio:.2f}   target ≤ 2: {'met' if ratio <= 2 else 'MISSED'}",
+    ]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="bench/deploy", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeat", type=int, default=3, help="redeploy/floor and render/floor pairs")
+    p.add_argument("--users", type=int, default=10, help="users in the deployed inventory")
+    p.add_argument("--hosts", type=int, default=1000, help="hosts in the render inventory")
+    p.add_argument("--render-users", type=int, default=3, help="users per host for render")
+    p.add_argument("--only", choices=["deploy", "render"], default=None)
+    p.add_argument("--keep", action="store_true", help="leave the container running")
+    args = p.parse_args()
+    print(f"bench/deploy — {host_info()}")
+    report: list[str] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="mailctl-bench-") as tmp:
+            if args.only in (None, "deploy"):
+                ensure_engine_and_image()
+                try:
+                    report += bench_deploy(args, Path(tmp))
+                finally:
+                    if not args.keep:
+                        remove([NAME])
+            if args.only in (None, "render"):
+                report += bench_render(args, Path(tmp))
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
