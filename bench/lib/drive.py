@@ -71,6 +71,46 @@ def count_cyrus(args: argparse.Namespace) -> int:
     return total
 
 
+def cpu_by_process() -> dict[tuple[int, str], tuple[int, int]]:
+    """{(pid, name): (own CPU ticks, reaped children's CPU ticks)} from /proc/*/stat."""
+    found = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                stat = handle.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv0 = handle.read().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        own, children = int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+        label = name  # Postfix's lmtp client and Dovecot's lmtp share a name: tell them apart
+        if argv0.startswith("dovecot/") or argv0 == "/usr/sbin/dovecot":
+            label = argv0.split()[0]
+        elif name == "lmtp":
+            label = "postfix/lmtp"
+        found[(int(pid), label)] = (own, children)
+    return found
+
+
+def breakdown(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds per process name between two snapshots: processes alive at the end
+    (their own time, minus what they had at the start), plus what each parent reaped from
+    children that exited meanwhile (Postfix's and Dovecot's masters reap their workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for key, (own, children) in after.items():
+        own0, children0 = before.get(key, (0, 0))
+        out[key[1]] = out.get(key[1], 0) + (own - own0) / tick
+        if children - children0:
+            name = f"{key[1]} (exited children)"
+            out[name] = out.get(name, 0) + (children - children0) / tick
+    return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v > 0}
+
+
 def users(args: argparse.Namespace) -> list[str]:
     return [f"u{i}@{args.domain}" for i in range(args.users)]
 
@@ -85,6 +125,8 @@ def main() -> int:
     p.add_argument("--users", type=int, default=10)
     p.add_argument("--password-prefix", default="bench-pw-")
     p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--breakdown", action="store_true",
+                   help="also report CPU seconds per process name (from /proc)")
     args = p.parse_args()
     if args.messages % args.users or args.sessions % args.users:
         p.error("--messages and --sessions must be multiples of --users")
@@ -94,6 +136,7 @@ def main() -> int:
         print(json.dumps({"error": "the queue is not empty before the run"}))
         return 1
     before = counter(args)
+    snapshot = cpu_by_process() if args.breakdown else {}
     per_user, sessions = args.messages // args.users, args.sessions // args.users
     t0 = time.monotonic()
     procs = [subprocess.Popen(["smtp-source", "-s", str(sessions), "-m", str(per_user),
@@ -125,6 +168,8 @@ def main() -> int:
     result = {"store": args.store, "messages": args.messages, "accept_s": round(accept, 3),
               "delivered": delivered if args.store != "none" else args.messages,
               "drain_s": round(drain, 3) if drain else None}
+    if args.breakdown:
+        result["cpu_s_by_process"] = breakdown(snapshot, cpu_by_process())
     if drain is None:
         result["error"] = (f"timeout after {args.timeout:.0f}s: {delivered} of "
                            f"{args.messages} in the store, {queue_size()} in the queue")
