@@ -57,6 +57,14 @@ def test_sandbox_status(sandbox_up):
     assert result.returncode == 0 and "mailctl-sandbox: running" in result.stdout
 
 
+def test_verify_command_passes_against_the_sandbox(sandbox_up):
+    """`mailctl verify` as a user runs it: the whole testinfra suite against the sandbox."""
+    result = run("verify", "-i", str(SANDBOX))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "verify: all checks passed on 1 host(s)"
+    assert " passed" in result.stdout and " failed" not in result.stdout
+
+
 def test_no_secret_in_deploy_output_even_verbose_with_diff(sandbox_up, tmp_path):
     # A changed password forces the secret files to change, so their tasks really run.
     inventory = tmp_path / "sandbox"

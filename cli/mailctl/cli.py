@@ -211,13 +211,21 @@ def verify(ctx, inv: Inventory, limit, backend, verbose) -> None:
     """Run the testinfra suite: services, listeners, TLS and the mail path end to end."""
     from .verify_runner import run_verify
 
-    inv.mail_hosts(limit, backend)
+    hosts, _ = inv.mail_plan(limit, backend)
+    checked = [h.name for h in hosts if h.role != "mx"]
+    for h in hosts:
+        if h.role == "mx":
+            # the suite checks a host with a store and users; edge relays are proven by the
+            # molecule scenario multihost (routes, TLS between hosts, refusals, queueing)
+            click.echo(f"{h.name}: not verified here (group mx: no store, no users)")
+    if not checked:
+        raise InputError("no host to verify: every selected host is in group mx")
     vault = ctx.params.get("vault_password_file")
-    code = run_verify(inv.source, limit=limit, backend=backend,
+    code = run_verify(inv.source, limit=",".join(checked), backend=backend,
                       vault_password_file=str(vault) if vault else None, verbose=verbose)
     if code != 0:
         raise MailctlError("verification failed (see the failing checks above)")
-    click.echo("verify: all checks passed")
+    click.echo(f"verify: all checks passed on {len(checked)} host(s)")
 
 
 @main.group()

@@ -17,7 +17,6 @@ def run_verify(inventory: Path, *, limit: str | None = None, backend: str | None
     """pytest exit code: 0 when every check passed on every selected host."""
     env = dict(os.environ)
     env["ANSIBLE_ROLES_PATH"] = str(roles_dir())
-    env["ANSIBLE_HOST_KEY_CHECKING"] = "False"
     env["ANSIBLE_INTERPRETER_PYTHON"] = "auto_silent"
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")  # ansible-* from this venv
@@ -27,7 +26,7 @@ def run_verify(inventory: Path, *, limit: str | None = None, backend: str | None
         env["MAILCTL_VAULT_PASSWORD_FILE"] = str(Path(vault_password_file).resolve())
     argv = [sys.executable, "-m", "pytest", str(VERIFY_DIR), "-p", "no:cacheprovider",
             "--rootdir", str(VERIFY_DIR), "-c", os.devnull,
-            f"--hosts=ansible://{limit or 'all'}",
+            "--hosts=" + ",".join(f"ansible://{h}" for h in (limit or "all").split(",")),
             f"--ansible-inventory={Path(inventory).resolve()}",
             "-v" if verbose else "-q", "-rf"]
     return subprocess.run(argv, env=env, check=False).returncode

@@ -19,16 +19,18 @@ REMOTE_CLIENT = "/tmp/mailctl-verify-client.py"
 
 
 @pytest.fixture(scope="module")
-def mail(host, request):
-    """The validated MailHost for the host under test."""
+def mail_inventory(request) -> Inventory:
     source = request.config.option.ansible_inventory or os.environ.get("MAILCTL_INVENTORY")
     if not source:
         pytest.fail("verify needs the inventory: pass --ansible-inventory")
+    return Inventory(source, os.environ.get("MAILCTL_VAULT_PASSWORD_FILE") or None)
+
+
+@pytest.fixture(scope="module")
+def mail(host, mail_inventory):
+    """The validated MailHost for the host under test."""
     name = host.backend.get_hostname()
-    vault = os.environ.get("MAILCTL_VAULT_PASSWORD_FILE") or None
-    hosts = Inventory(source, vault).mail_hosts(limit=name,
-                                                backend=os.environ.get("MAILCTL_BACKEND"))
-    return hosts[0]
+    return mail_inventory.mail_hosts(limit=name, backend=os.environ.get("MAILCTL_BACKEND"))[0]
 
 
 @pytest.fixture(scope="module")

@@ -82,15 +82,17 @@ def test_unknown_local_recipient_rejected_at_rcpt(client, mail, subject):
     assert 500 <= result["rcpt_code"] < 600, f"unknown recipient not refused: {result}"
 
 
-def test_installed_files_are_what_mailctl_renders(host, mail):
+def test_installed_files_are_what_mailctl_renders(host, mail, mail_inventory):
     """The single source of truth: every file `mailctl render` writes for this host is on the
     host byte for byte (secrets compared by checksum, so they are never printed)."""
     import hashlib
+    import os
 
     from mailctl.render import render_host
 
     differing = []
-    for rendered in render_host(mail):
+    _, topology = mail_inventory.mail_plan(mail.name, os.environ.get("MAILCTL_BACKEND"))
+    for rendered in render_host(mail, topology):
         installed = host.file(rendered.path)
         if not installed.exists:
             differing.append(f"{rendered.path}: missing")
