@@ -189,3 +189,13 @@ def test_serial_stops_the_roll_at_the_first_failed_wave(tmp_path):
             "mail2.example.test, mail3.example.test") in proc.stderr
     assert "3 host(s): 0 ok (0 changed), 0 failed, 1 unreachable, 2 not run" in out
     assert "Traceback" not in out
+
+
+def test_validate_describes_each_place_in_the_topology(mailctl, tmp_path):
+    res = mailctl("validate", "-i", MULTIHOST, cwd=tmp_path)
+    assert res.exit_code == 0
+    assert res.stdout.splitlines() == [
+        "mx1.example.test: ok (mx edge relay, debian, 2 domains relayed)",
+        "mx2.example.test: ok (mx edge relay, debian, 2 domains relayed)",
+        "store1.example.test: ok (dovecot, mailstore, debian, 1 domains, 2 users)",
+        "store2.example.test: ok (cyrus, mailstore, debian, 1 domains, 1 users)"]

@@ -66,11 +66,15 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def validate(inv: Inventory, limit, backend, as_json: bool) -> None:
     """Check the inventory's mail variables; touch no host."""
-    hosts, _ = inv.mail_plan(limit, backend)
+    hosts, topology = inv.mail_plan(limit, backend)
     if as_json:
         click.echo(json.dumps({"valid": True, "hosts": [h.name for h in hosts]}))
     else:
         for h in hosts:
+            if h.role == "mx":
+                click.echo(f"{h.name}: ok (mx edge relay, {h.platform}, "
+                           f"{len(topology.domains)} domains relayed)")
+                continue
             click.echo(f"{h.name}: ok ({h.backend}, {h.role}, {h.platform}, "
                        f"{len(h.domains)} domains, {len(h.users)} users)")
 
