@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -103,7 +102,8 @@ def measure(key: str, args: argparse.Namespace, others: list[str]) -> dict:
                       "--messages", str(args.messages), "--sessions", str(args.sessions),
                       "--size", str(args.size), "--users", str(args.users),
                       "--domain", DOMAIN, "--password-prefix", PASSWORD_PREFIX,
-                      "--timeout", str(args.timeout), check=False, timeout=args.timeout + 120)
+                      "--timeout", str(args.timeout), "--breakdown", check=False,
+                      timeout=args.timeout + 120)
         cpu = cpu_ns(name) - before
     finally:
         for other in paused:
@@ -122,22 +122,22 @@ def measure(key: str, args: argparse.Namespace, others: list[str]) -> dict:
     return result
 
 
-def profile(args: argparse.Namespace, key: str, seconds: float, others: list[str]) -> str:
-    """perf over the whole host while config `key` runs: CPU samples by process name."""
-    data = Path(tempfile.mkdtemp(prefix="mailctl-bench-perf-")) / "perf.data"
-    perf = subprocess.Popen(["perf", "record", "-a", "-F", "499", "-o", str(data), "--",
-                             "sleep", str(seconds)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    try:
-        measure(key, args, others)
-    finally:
-        perf.wait(timeout=seconds + 60)
-    report = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--sort", "comm",
-                             "--percent-limit", "1.5"], capture_output=True, text=True,
-                            check=False).stdout
-    lines = [ln for ln in report.splitlines() if ln.strip() and not ln.startswith("#")]
-    return "\n".join(lines)
+def breakdown_table(best: dict[str, dict], messages: int) -> list[str]:
+    """CPU per message by process, inside each container (from /proc, like pidstat)."""
+    names: dict[str, float] = {}
+    for res in best.values():
+        for name, secs in res.get("cpu_s_by_process", {}).items():
+            names[name] = max(names.get(name, 0), secs)
+    shown = [n for n, secs in sorted(names.items(), key=lambda kv: -kv[1])
+             if secs * 1000 / messages >= 0.05]
+    keys = list(best)
+    lines = [f"  {'process (ms CPU per message)':38}" + "".join(f"{'(' + k + ')':>8}"
+                                                            for k in keys)]
+    for name in shown:
+        row = [best[k].get("cpu_s_by_process", {}).get(name, 0) * 1000 / messages
+               for k in keys]
+        lines.append(f"  {name[:38]:38}" + "".join(f"{v:8.2f}" for v in row))
+    return lines
 
 
 def main() -> int:
@@ -153,8 +153,6 @@ def main() -> int:
     p.add_argument("--reuse", action="store_true",
                    help="reuse running bench containers (redeploying mailctl's)")
     p.add_argument("--keep", action="store_true", help="leave the containers running")
-    p.add_argument("--profile", choices=["a", "b", "c", "d"], default=None,
-                   help="after the rounds, one more run of this configuration under perf")
     args = p.parse_args()
     configs = [k for k in "abcd" if k in args.only]
     if not configs:
@@ -167,7 +165,6 @@ def main() -> int:
     ensure_engine_and_image()
     used = sorted({CONTAINERS.get(k, CONTAINERS["a"]) for k in configs})
     results: dict[str, list[dict]] = {k: [] for k in configs}
-    perf_out = ""
     try:
         with tempfile.TemporaryDirectory(prefix="mailctl-bench-") as tmp:
             prepare(set(configs), args, Path(tmp))
@@ -178,10 +175,6 @@ def main() -> int:
                     log(f"round {rnd} {LABELS[key]}: {res['rate']:.0f} msg/s "
                         f"(accept {res['accept_s']:.1f}s, drain {res['drain_s']:.1f}s, "
                         f"{res['cpu_ms_per_msg']:.2f} ms CPU/msg)")
-            if args.profile:
-                best = max(r["rate"] for r in results.get(args.profile, [{"rate": 300}]))
-                log(f"profiling {LABELS[args.profile]} under perf …")
-                perf_out = profile(args, args.profile, args.messages / best + 5, used)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -211,11 +204,11 @@ def main() -> int:
             verdict = "met" if ratio >= target else "MISSED"
             print(f"  ({num})/({den}) = {ratio:.2f}   target ≥ {target}: {verdict}"
                   f"   (by CPU per message: {cpu_ratio:.2f})")
-    if perf_out:
-        print()
-        print(f"CPU profile of one more {LABELS[args.profile]} run (perf, whole host, "
-              f"samples by process name; other engineers' load included):")
-        print(perf_out)
+    print()
+    print("where the CPU goes, best round of each (per process inside the container, from "
+          "/proc; 'exited children' = workers that ended during the run, mostly Postfix's "
+          "cleanup and smtpd, reaped by master):")
+    print("\n".join(breakdown_table(best, args.messages)))
     return 0
 
 
