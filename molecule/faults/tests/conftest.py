@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mailctl.verify.conftest import mail, platform  # noqa: F401 (fixtures)
+# Every fixture of mailctl's own verify suite: mail and platform, and whatever fixtures
+# those depend on there (named imports broke when mail got a fixture of its own).
+from mailctl.verify.conftest import *  # noqa: F403
 
 CLIENT = Path(__file__).with_name("faultclient.py")
 REMOTE_CLIENT = "/tmp/mailctl-faultclient.py"
@@ -35,7 +37,7 @@ def report(title: str, **figures: object) -> None:
 
 
 @pytest.fixture(scope="module")
-def users(mail):  # noqa: F811
+def users(mail):
     """Users whose clear passwords are known: the recipients, read back over IMAPS."""
     known = [u for u in mail.users if u.password]
     if len(known) < 2:
@@ -44,12 +46,12 @@ def users(mail):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def store_service(mail, platform):  # noqa: F811
+def store_service(mail, platform):
     return platform["services"][mail.backend]
 
 
 @pytest.fixture(scope="module")
-def fault(host, mail, platform, users):  # noqa: F811
+def fault(host, mail, platform, users):
     """fault(action, **request) runs faultclient.py on the host and returns its JSON; the
     IMAP settings (CA, server name, users) are added to every request."""
     host.run(f"cat > {REMOTE_CLIENT} <<'MAILCTL_EOF'\n{CLIENT.read_text()}\nMAILCTL_EOF")
