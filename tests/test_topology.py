@@ -199,3 +199,15 @@ def test_validate_describes_each_place_in_the_topology(mailctl, tmp_path):
         "mx2.example.test: ok (mx edge relay, debian, 2 domains relayed)",
         "store1.example.test: ok (dovecot, mailstore, debian, 1 domains, 2 users)",
         "store2.example.test: ok (cyrus, mailstore, debian, 1 domains, 1 users)"]
+
+
+def test_a_broken_allinone_host_outside_the_limit_does_not_block_the_topology(tmp_path,
+                                                                              mailctl):
+    inv = copy_multihost(tmp_path)
+    hosts = inv / "hosts.yml"
+    hosts.write_text(hosts.read_text()
+                     + "    ungrouped:\n      hosts:\n        other.example.test:\n")
+    res = mailctl("render", "-i", inv, "--limit", "mx1*", "-o", tmp_path / "out", cwd=tmp_path)
+    assert res.exit_code == 0, res.stderr
+    res = mailctl("validate", "-i", inv, cwd=tmp_path)  # but it is reported when selected
+    assert res.exit_code == 2 and "other.example.test: mail_hostname: is required" in res.stderr

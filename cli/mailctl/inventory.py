@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from .errors import InputError, Problem, ValidationFailed
-from .model import MailHost
+from .model import TOPOLOGY_GROUPS, MailHost
 from .paths import playbooks_dir
 from .topology import Topology, plan
 from .validate import DEFAULTS, check_host
@@ -151,9 +151,11 @@ class Inventory:
             return hosts, Topology()
         members, problems = [], []
         for name in self.host_names(None):
+            if not set(self.host_vars(name).groups) & set(TOPOLOGY_GROUPS):
+                continue  # an all-in-one host outside the selection plays no part
             host, found = self._validated(name, backend)
             problems += found
-            if host and host.role != "allinone":
+            if host:
                 members.append(host)
         topology, found = plan(members)
         problems += [Problem(self.file_of(p.host, p.variable), p.host, p.field, p.message)
