@@ -79,3 +79,23 @@ def test_diff_text_is_a_unified_diff_of_changed_files_only():
     assert "-b = 2\n" in text and "+b = 3\n" in text and text.count("---") == 1
     assert _diff_text({}) == ""
     assert _diff_text({"diff": {"prepared": "binary"}}) == ""
+
+
+def test_stale_files_are_those_whose_content_owner_group_or_mode_differ():
+    import hashlib
+
+    def f(path, content, mode="0644", group="root"):
+        return {"path": path, "content": content, "owner": "root", "group": group,
+                "mode": mode, "secret": False}
+
+    def line(content, mode="644", group="root"):
+        return f"root:{group}:{mode} {hashlib.sha256(content.encode()).hexdigest()}"
+
+    files = [f("/a", "same\n"), f("/b", "new\n"), f("/c", "x"), f("/d", "y", "0640", "dovecot"),
+             f("/e", "z")]
+    installed = [line("same\n"), line("old\n"), "missing", line("y", "644", "dovecot"),
+                 line("z")]
+    stale = ansible_bridge.stale_files(files, installed)
+    assert [s["path"] for s in stale] == ["/b", "/c", "/d"]
+    assert ansible_bridge.stale_files(files, installed[:2]) == files[1:]  # short output
+    assert ansible_bridge.stale_files([f("/é", "ü\n")], [line("ü\n")]) == []

@@ -4,6 +4,7 @@ and the same renderer as the CLI, so a plain ansible-playbook run validates exac
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -76,6 +77,18 @@ def topology_peers(hostvars: Any, groups: dict[str, list[str]]) -> list[dict[str
         peers.append({"name": name, "variables": mail,
                       "groups": [g for g in ("mx", "mailstore") if name in groups.get(g, [])]})
     return peers
+
+
+def stale_files(files: list[dict[str, Any]], installed: list[str]) -> list[dict[str, Any]]:
+    """The rendered files that the host does not hold exactly: `installed` has one line per
+    file, in order, "owner:group:mode sha256" (mode in octal, as stat -c %a) or "missing"."""
+    stale = []
+    for i, f in enumerate(files):
+        want = (f"{f['owner']}:{f['group']}:{int(f['mode'], 8):o} "
+                f"{hashlib.sha256(f['content'].encode('utf-8')).hexdigest()}")
+        if i >= len(installed) or installed[i].strip() != want:
+            stale.append(f)
+    return stale
 
 
 def _controller_path(path: str | None, data: dict[str, Any]) -> str | None:

@@ -33,4 +33,5 @@ class FilterModule:
             "mailctl_files": _wrap(ansible_bridge.host_files),
             "mailctl_host": _wrap(ansible_bridge.host_summary),
             "mailctl_topology_peers": ansible_bridge.topology_peers,
+            "mailctl_stale": ansible_bridge.stale_files,
         }
