@@ -99,3 +99,17 @@ def test_stale_files_are_those_whose_content_owner_group_or_mode_differ():
     assert [s["path"] for s in stale] == ["/b", "/c", "/d"]
     assert ansible_bridge.stale_files(files, installed[:2]) == files[1:]  # short output
     assert ansible_bridge.stale_files([f("/é", "ü\n")], [line("ü\n")]) == []
+
+
+def test_stale_sources_reads_the_controller_files(tmp_path):
+    import hashlib
+
+    cert = tmp_path / "h.crt"
+    cert.write_bytes(b"-----BEGIN CERTIFICATE-----\nAAA\n")
+    files = [{"src": str(cert), "dest": "h.crt", "group": "root", "mode": "0644"},
+             {"src": str(tmp_path / "gone.key"), "dest": "h.key", "group": "root",
+              "mode": "0640"}]
+    same = f"root:root:644 {hashlib.sha256(cert.read_bytes()).hexdigest()}"
+    # the installed cert matches; a source that cannot be read is left to the copy task
+    assert ansible_bridge.stale_sources(files, [same, "missing"]) == files[1:]
+    assert ansible_bridge.stale_sources(files, [same.replace("644", "600"), "x"]) == files

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 from .platforms import OS_FAMILIES
@@ -89,6 +90,22 @@ def stale_files(files: list[dict[str, Any]], installed: list[str]) -> list[dict[
         if i >= len(installed) or installed[i].strip() != want:
             stale.append(f)
     return stale
+
+
+def stale_sources(files: list[dict[str, Any]], installed: list[str]) -> list[dict[str, Any]]:
+    """Like stale_files for files copied from the controller ({src, group, mode}, owner root):
+    the sources are read here, where the filter runs."""
+    described = []
+    for f in files:
+        try:
+            content = Path(f["src"]).read_bytes()
+        except OSError:
+            content = None  # let the copy task report the missing source
+        described.append((f, "missing" if content is None else
+                          f"root:{f['group']}:{int(f['mode'], 8):o} "
+                          f"{hashlib.sha256(content).hexdigest()}"))
+    return [f for i, (f, want) in enumerate(described)
+            if i >= len(installed) or want == "missing" or installed[i].strip() != want]
 
 
 def _controller_path(path: str | None, data: dict[str, Any]) -> str | None:

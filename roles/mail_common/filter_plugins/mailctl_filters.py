@@ -34,4 +34,5 @@ class FilterModule:
             "mailctl_host": _wrap(ansible_bridge.host_summary),
             "mailctl_topology_peers": ansible_bridge.topology_peers,
             "mailctl_stale": ansible_bridge.stale_files,
+            "mailctl_stale_sources": ansible_bridge.stale_sources,
         }
