@@ -61,17 +61,30 @@ def start_hosts(count: int, ssh_dir: Path) -> list[tuple[str, str]]:
            "--tmpfs", "/run", "--tmpfs", "/run/lock", IMAGE, "/sbin/init")
         hosts.append((name, ip))
     for name, ip in hosts:
-        sh("docker", "exec", name, "systemctl", "is-system-running", "--wait", check=False,
-           timeout=120)
+        wait_booted(name)
         script = ("rm -f /etc/ssh/ssh_host_* && ssh-keygen -A >/dev/null && "
                   "install -d -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys && "
                   "chmod 600 /root/.ssh/authorized_keys && systemctl restart ssh && "
                   "cat /etc/ssh/ssh_host_ed25519_key.pub")
         proc = subprocess.run(["docker", "exec", "-i", name, "sh", "-c", script], input=pub,
-                              capture_output=True, text=True, timeout=120, check=True)
+                              capture_output=True, text=True, timeout=120, check=False)
+        if proc.returncode != 0:
+            sys.exit(f"bench/scale: preparing SSH on {name} failed: {proc.stderr.strip()}")
         known.append(f"{ip} {' '.join(proc.stdout.split()[:2])}")
     (ssh_dir / "known_hosts").write_text("\n".join(known) + "\n")
     return hosts
+
+
+def wait_booted(name: str, timeout: float = 120) -> None:
+    """Until systemd in the container is up (right after `docker run` its bus may not be)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = sh("docker", "exec", name, "systemctl", "is-system-running", "--wait",
+                   check=False, timeout=timeout).stdout.strip()
+        if state in ("running", "degraded"):
+            return
+        time.sleep(1)
+    sys.exit(f"bench/scale: {name} did not finish booting within {timeout:.0f} s")
 
 
 def write_inventory(directory: Path, hosts: list[tuple[str, str]], ssh_dir: Path) -> None:
