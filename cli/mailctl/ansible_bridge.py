@@ -83,29 +83,31 @@ def topology_peers(hostvars: Any, groups: dict[str, list[str]]) -> list[dict[str
 def stale_files(files: list[dict[str, Any]], installed: list[str]) -> list[dict[str, Any]]:
     """The rendered files that the host does not hold exactly: `installed` has one line per
     file, in order, "owner:group:mode sha256" (mode in octal, as stat -c %a) or "missing"."""
-    stale = []
-    for i, f in enumerate(files):
-        want = (f"{f['owner']}:{f['group']}:{int(f['mode'], 8):o} "
-                f"{hashlib.sha256(f['content'].encode('utf-8')).hexdigest()}")
-        if i >= len(installed) or installed[i].strip() != want:
-            stale.append(f)
-    return stale
+    wanted = [_probe_line(f["owner"], f["group"], f["mode"], f["content"].encode("utf-8"))
+              for f in files]
+    return _differing(files, wanted, installed)
 
 
 def stale_sources(files: list[dict[str, Any]], installed: list[str]) -> list[dict[str, Any]]:
     """Like stale_files for files copied from the controller ({src, group, mode}, owner root):
     the sources are read here, where the filter runs."""
-    described = []
+    wanted = []
     for f in files:
         try:
-            content = Path(f["src"]).read_bytes()
+            wanted.append(_probe_line("root", f["group"], f["mode"], Path(f["src"]).read_bytes()))
         except OSError:
-            content = None  # let the copy task report the missing source
-        described.append((f, "missing" if content is None else
-                          f"root:{f['group']}:{int(f['mode'], 8):o} "
-                          f"{hashlib.sha256(content).hexdigest()}"))
-    return [f for i, (f, want) in enumerate(described)
-            if i >= len(installed) or want == "missing" or installed[i].strip() != want]
+            wanted.append(None)  # always copied: the copy task reports the missing source
+    return _differing(files, wanted, installed)
+
+
+def _probe_line(owner: str, group: str, mode: str, content: bytes) -> str:
+    """What roles/mail_common's probe prints for a file that is exactly as wanted."""
+    return f"{owner}:{group}:{int(mode, 8):o} {hashlib.sha256(content).hexdigest()}"
+
+
+def _differing(files: list, wanted: list[str | None], installed: list[str]) -> list:
+    return [f for i, (f, want) in enumerate(zip(files, wanted, strict=True))
+            if want is None or i >= len(installed) or installed[i].strip() != want]
 
 
 def _controller_path(path: str | None, data: dict[str, Any]) -> str | None:

@@ -133,7 +133,7 @@ class Inventory:
         """Validate every (selected) host; raise ValidationFailed listing all problems."""
         hosts, problems = [], []
         for name in self.host_names(limit):
-            host, found = self._validated(name, backend)
+            host, found = self._validated(self.host_vars(name), backend)
             problems += found
             if host:
                 hosts.append(host)
@@ -149,11 +149,17 @@ class Inventory:
         hosts = self.mail_hosts(limit, backend)
         if all(h.role == "allinone" for h in hosts):
             return hosts, Topology()
+        selected = {h.name: h for h in hosts}  # already validated
         members, problems = [], []
         for name in self.host_names(None):
-            if not set(self.host_vars(name).groups) & set(TOPOLOGY_GROUPS):
+            if name in selected:
+                if selected[name].role != "allinone":
+                    members.append(selected[name])
+                continue
+            hv = self.host_vars(name)
+            if not set(hv.groups) & set(TOPOLOGY_GROUPS):
                 continue  # an all-in-one host outside the selection plays no part
-            host, found = self._validated(name, backend)
+            host, found = self._validated(hv, backend)
             problems += found
             if host:
                 members.append(host)
@@ -164,8 +170,9 @@ class Inventory:
             raise ValidationFailed(problems)
         return hosts, topology
 
-    def _validated(self, name: str, backend: str | None) -> tuple[MailHost | None, list[Problem]]:
-        hv = self.host_vars(name)
+    def _validated(self, hv: HostVars,
+                   backend: str | None) -> tuple[MailHost | None, list[Problem]]:
+        name = hv.name
         host, findings = check_host(name, hv.variables, hv.groups, backend)
         problems = [Problem(self.file_of(name, f.variable), name, f.field, f.message)
                     for f in findings]
