@@ -80,6 +80,39 @@ def validate(inv: Inventory, limit, backend, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--hostname", required=True, help="The mail host's name (FQDN).")
+@click.option("--domain", "domains", multiple=True, required=True,
+              help="A domain to receive mail for (repeatable).")
+@click.option("--backend", type=click.Choice(BACKENDS), default="dovecot", show_default=True)
+@click.option("--user", "users", multiple=True,
+              help="A mailbox address (repeatable; default: admin@ the first domain).")
+def init(directory: Path, hostname: str, domains: tuple[str, ...], backend: str,
+         users: tuple[str, ...]) -> None:
+    """Write a new inventory for one all-in-one mail host, passwords in Ansible Vault."""
+    import shlex
+
+    from .scaffold import VAULT_FILE, plan, write_inventory
+
+    p = plan(hostname, domains, backend, users)
+    password_file = write_inventory(directory, p)
+    inv, pw = shlex.quote(str(directory)), shlex.quote(str(password_file))
+    opts = f"-i {inv} --vault-password-file {pw}"
+    click.echo(f"wrote {directory}: {p.hostname} ({backend}), {len(p.domains)} domain(s), "
+               f"{len(p.users)} user(s): {', '.join(p.users)}")
+    click.echo(f"vault password: {password_file} (mode 0600, outside the inventory; keep it "
+               "safe and out of version control)")
+    click.echo(f"the users' passwords: ansible-vault view --vault-password-file {pw} "
+               f"{shlex.quote(str(directory / VAULT_FILE))}")
+    click.echo(f"next: set ansible_host and ansible_user in {directory / 'hosts.yml'}, then\n"
+               f"  mailctl validate {opts}\n"
+               f"  mailctl check {opts}\n"
+               f"  mailctl deploy {opts} --check --diff\n"
+               f"  mailctl deploy {opts}\n"
+               f"  mailctl verify {opts}")
+
+
+@main.command()
 @inventory_options
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("rendered"),
               show_default=True, help="Directory that receives one tree per host.")
@@ -241,26 +274,25 @@ def sandbox() -> None:
 @click.option("--backend", type=click.Choice(BACKENDS), default=None)
 @click.option("-v", "--verbose", is_flag=True)
 def sandbox_up(backend, verbose) -> None:
-    """Build the image if needed, start the container, deploy, verify, and send a message."""
+    """Build the image if needed, start the container, deploy, smoke-test and send a
+    message (the full suite stays one command away: mailctl verify)."""
     from . import sandbox as sb
-    from .verify_runner import run_verify
 
     sb.start(click.echo)
     inventory = sb.inventory()
     inv = Inventory(inventory)
     _deploy(inventory, inv, limit=None, backend=backend, verbose=verbose, ca_dir=sb.CA_DIR)
-    if run_verify(inventory, backend=backend, verbose=verbose) != 0:
-        raise MailctlError("the sandbox was deployed but verification failed")
+    sb.smoke()
     host = inv.mail_hosts(None, backend)[0]
     alice, bob = host.users[0], host.users[1]
     subject = sb.demo_delivery(alice.address, alice.password, bob.address, bob.password)
     click.echo(f"\ndelivered: {alice.address} -> {bob.address} {subject!r}: sent on "
                f"127.0.0.1:{sb.PORTS[587]} (STARTTLS + AUTH), read back on "
-               f"127.0.0.1:{sb.PORTS[993]} (IMAPS)")
-    click.echo(_sandbox_details(host, sb))
+               f"127.0.0.1:{sb.PORTS[993]} (IMAPS) and 127.0.0.1:{sb.PORTS[995]} (POP3S)")
+    click.echo(_sandbox_details(host, sb, inventory, backend))
 
 
-def _sandbox_details(host, sb) -> str:
+def _sandbox_details(host, sb, inventory: Path, backend: str | None) -> str:
     user = host.users[0]
     ports = "  ".join(f"{inside}->127.0.0.1:{outside}" for inside, outside in sb.PORTS.items())
     return (f"\nThe mailctl sandbox is up ({host.backend}).\n"
@@ -274,7 +306,9 @@ def _sandbox_details(host, sb) -> str:
             f"--auth-password {user.password} --from {user.address} --to {user.address}\n"
             f"               curl --ssl-reqd --cacert {sb.CA_DIR / 'ca.crt'} --resolve "
             f"{host.hostname}:{sb.PORTS[993]}:127.0.0.1 -u {user.address}:{user.password} "
-            f"'imaps://{host.hostname}:{sb.PORTS[993]}/INBOX?ALL'")
+            f"'imaps://{host.hostname}:{sb.PORTS[993]}/INBOX?ALL'\n"
+            f"  full checks  mailctl verify -i {inventory}"
+            f"{' --backend ' + backend if backend else ''}  (the whole suite, about 30 s)")
 
 
 @sandbox.command("status")
@@ -323,12 +357,16 @@ def test_cmd(scenario: str | None) -> None:
     import time
 
     durations: dict[str, float] = {}
+    times_file = os.environ.get("MAILCTL_SCENARIO_TIMES")  # scripts/test's timing table
     for name in names:
         click.echo(f"== molecule test -s {name}")
         started = time.monotonic()
         code = subprocess.run(["molecule", "test", "-s", name], cwd=root, env=env,
                               check=False).returncode
         durations[name] = time.monotonic() - started
+        if times_file:
+            with open(times_file, "a", encoding="utf-8") as handle:
+                handle.write(f"{name} {durations[name]:.0f}\n")
         if code != 0:
             raise MailctlError(f"molecule scenario {name} failed")
     click.echo("scenario times:")
@@ -336,7 +374,6 @@ def test_cmd(scenario: str | None) -> None:
     for name, seconds in durations.items():
         ratio = f"  ({seconds / base:.1f}x default)" if base and name != "default" else ""
         click.echo(f"  {name}: {seconds:.0f} s{ratio}")
-
 
 if __name__ == "__main__":
     main()

@@ -3,16 +3,15 @@ mail ports published on 127.0.0.1 only, deployed from inventories/sandbox/."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import containers
 from .errors import MailctlError
 from .paths import share_dir
 
 NAME = "mailctl-sandbox"
-IMAGE = "mailctl-base:bookworm-amd64"
+IMAGE = containers.MAIL_IMAGE  # packages already downloaded: a quick first deploy
 HOSTNAME = "mail.sandbox.test"
 # container port -> port on 127.0.0.1 (offset so a local MTA on 25 does not clash)
 PORTS = {25: 10025, 465: 10465, 587: 10587, 143: 10143, 993: 10993, 110: 10110, 995: 10995}
@@ -27,65 +26,35 @@ class SandboxStatus:
     ports: dict[int, int]
 
 
-def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    if shutil.which("docker") is None:
-        raise MailctlError("docker is not installed: run scripts/bootstrap (or apt-get install "
-                           "docker.io)")
-    proc = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
-    if check and proc.returncode != 0:
-        first = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
-        raise MailctlError(f"docker {args[0]} failed: {first}")
-    return proc
-
-
-def ensure_engine() -> None:
-    if _docker("info", check=False).returncode != 0:
-        raise MailctlError("the Docker engine is not running: start it (scripts/bootstrap "
-                           "does, or run `dockerd &` as root)")
-
-
-def ensure_image(log) -> None:
-    if _docker("image", "inspect", IMAGE, check=False).returncode == 0:
-        return
-    script = share_dir() / "images" / "build.sh"
-    if not script.is_file():
-        script = share_dir() / "molecule" / "images" / "build.sh"
-    log(f"building the base image {IMAGE} from debootstrap (a few minutes, once)")
-    if subprocess.run(["bash", str(script), "amd64"], check=False).returncode != 0:
-        raise MailctlError(f"building {IMAGE} failed (see the output above)")
-
-
 def status() -> SandboxStatus:
-    proc = _docker("inspect", "-f", "{{.State.Running}}", NAME, check=False)
+    proc = containers.docker("inspect", "-f", "{{.State.Running}}", NAME, check=False)
     if proc.returncode != 0:
         return SandboxStatus(False, False, {})
     return SandboxStatus(True, proc.stdout.strip() == "true", dict(PORTS))
 
 
 def start(log) -> None:
-    """Start the container (reusing a running one)."""
-    ensure_engine()
-    ensure_image(log)
+    """Start the container (reusing a running one) and wait until systemd has booted."""
+    containers.ensure_engine()
+    containers.ensure_image(IMAGE, log)
     current = status()
     if current.running:
         log(f"container {NAME} is already running; reusing it")
         return
     if current.exists:
-        _docker("rm", "-f", NAME)
+        containers.docker("rm", "-f", NAME)
     publish = []
     for inside, outside in PORTS.items():
         publish += ["-p", f"127.0.0.1:{outside}:{inside}"]
-    _docker("run", "-d", "--name", NAME, "--hostname", HOSTNAME,
-            "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
-            "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns=host",
-            "--tmpfs", "/run", "--tmpfs", "/run/lock", *publish, IMAGE, "/sbin/init")
+    containers.run_systemd(NAME, IMAGE, HOSTNAME, *publish)
+    containers.wait_booted(NAME)
     log(f"started container {NAME} ({IMAGE})")
 
 
 def stop() -> bool:
     if not status().exists:
         return False
-    _docker("rm", "-f", NAME)
+    containers.docker("rm", "-f", NAME)
     return True
 
 
@@ -93,15 +62,14 @@ def inventory() -> Path:
     return share_dir() / "inventories" / "sandbox"
 
 
-def demo_delivery(user: str, password: str, rcpt: str, rcpt_password: str,
-                  timeout: float = 60) -> str:
-    """Send a message through the published submission port and read it back over the
-    published IMAPS port, as an outside mail client would. Returns the subject."""
-    import imaplib
-    import smtplib
+# What each published port says first; True: implicit TLS, verified against the sandbox CA.
+GREETINGS = {25: ("220 ", False), 587: ("220 ", False), 465: ("220 ", True),
+             143: ("* OK", False), 993: ("* OK", True), 110: ("+OK", False),
+             995: ("+OK", True)}
+
+
+def _tls_context():
     import ssl
-    import time
-    import uuid
 
     ctx = ssl.create_default_context(cafile=str(CA_DIR / "ca.crt"))
     original = ctx.wrap_socket
@@ -111,6 +79,40 @@ def demo_delivery(user: str, password: str, rcpt: str, rcpt_password: str,
         return original(sock, *args, **kwargs)
 
     ctx.wrap_socket = wrap
+    return ctx
+
+
+def smoke() -> None:
+    """The quick check `sandbox up` runs (the full suite is `mailctl verify`): every
+    published port greets, and the implicit-TLS ports show a certificate that chains to
+    the sandbox CA and names the mail host."""
+    import socket
+
+    ctx = _tls_context()
+    for inside, (greeting, tls) in GREETINGS.items():
+        try:
+            with socket.create_connection(("127.0.0.1", PORTS[inside]), timeout=10) as raw:
+                sock = ctx.wrap_socket(raw) if tls else raw
+                first = sock.recv(512).decode("ascii", "replace")
+        except OSError as exc:
+            raise MailctlError(f"sandbox port {inside} (127.0.0.1:{PORTS[inside]}): "
+                               f"{type(exc).__name__}: {exc}") from None
+        if not first.startswith(greeting):
+            raise MailctlError(f"sandbox port {inside} (127.0.0.1:{PORTS[inside]}) greeted "
+                               f"{first.strip()[:60]!r}, expected {greeting.strip()!r}")
+
+
+def demo_delivery(user: str, password: str, rcpt: str, rcpt_password: str,
+                  timeout: float = 60) -> str:
+    """Send a message through the published submission port and read it back over the
+    published IMAPS and POP3S ports, as an outside mail client would. Returns the subject."""
+    import imaplib
+    import poplib
+    import smtplib
+    import time
+    import uuid
+
+    ctx = _tls_context()
     subject = f"Hello from the mailctl sandbox {uuid.uuid4().hex[:8]}"
     try:
         with smtplib.SMTP("127.0.0.1", PORTS[587], timeout=20) as smtp:
@@ -126,8 +128,20 @@ def demo_delivery(user: str, password: str, rcpt: str, rcpt_password: str,
             _, found = imap.search(None, "SUBJECT", f'"{subject}"')
             imap.logout()
             if found and found[0].split():
-                return subject
-            time.sleep(1)
-    except (OSError, smtplib.SMTPException, imaplib.IMAP4.error) as exc:
+                break
+            time.sleep(0.5)
+        else:
+            raise MailctlError(f"sandbox mail test: {subject!r} did not arrive within "
+                               f"{timeout:.0f}s")
+        pop = poplib.POP3_SSL("127.0.0.1", PORTS[995], context=ctx, timeout=20)
+        pop.user(rcpt)
+        pop.pass_(rcpt_password)
+        count = len(pop.list()[1])
+        headers = b"\n".join(pop.top(count, 0)[1]) if count else b""
+        pop.quit()
+        if subject.encode() not in headers:
+            raise MailctlError(f"sandbox mail test: {subject!r} is in IMAP but not the last "
+                               "message over POP3")
+    except (OSError, smtplib.SMTPException, imaplib.IMAP4.error, poplib.error_proto) as exc:
         raise MailctlError(f"sandbox mail test failed: {type(exc).__name__}: {exc}") from None
-    raise MailctlError(f"sandbox mail test: {subject!r} did not arrive within {timeout:.0f}s")
+    return subject
