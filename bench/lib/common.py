@@ -7,21 +7,42 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+try:
+    from mailctl import containers
+    from mailctl.errors import MailctlError
+except ImportError:  # run with a Python that lacks the venv: use the checkout's package
+    sys.path.insert(0, str(ROOT / "cli"))
+    from mailctl import containers
+    from mailctl.errors import MailctlError
+
 BENCH = ROOT / "bench"
 PREFIX = "mailctl-bench-"
-IMAGE = "mailctl-base:bookworm-amd64-mail"  # packages downloaded, not installed
+IMAGE = containers.MAIL_IMAGE  # packages downloaded, not installed
 DOMAIN = "bench.test"
 PASSWORD_PREFIX = "bench-pw-"  # bench containers only, never published
-SYSTEMD_RUN = ["--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
-               "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns=host",
-               "--tmpfs", "/run", "--tmpfs", "/run/lock"]
 
 
 class BenchError(Exception):
-    pass
+    """A failure the bench reports as one line (its context is logged before it)."""
+
+
+def guarded(main: Callable[[], int | None]) -> int:
+    """Run a bench's main: every failure ends as one `error:` line and exit 1, no traceback;
+    the bench's own `finally` blocks have removed its containers by then."""
+    try:
+        return main() or 0
+    except (BenchError, MailctlError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except subprocess.TimeoutExpired as exc:
+        print(f"error: {' '.join(map(str, exc.cmd[:3]))} … did not finish in {exc.timeout:.0f}s",
+              file=sys.stderr)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+    return 1
 
 
 def log(msg: str) -> None:
@@ -44,9 +65,10 @@ def run(*argv: str, check: bool = True, timeout: float = 900,
     proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
                           check=False, env=env)
     if check and proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
-        raise BenchError(f"{' '.join(argv[:4])} … failed ({proc.returncode}):\n  "
-                         + "\n  ".join(tail))
+        for line in (proc.stdout + proc.stderr).strip().splitlines()[-15:]:
+            log(f"  | {line}")  # the context of the one-line error below
+        raise BenchError(f"{' '.join(argv[:4])} … failed (exit {proc.returncode}; its last "
+                         "lines are above)")
     return proc
 
 
@@ -55,13 +77,8 @@ def docker(*args: str, check: bool = True, timeout: float = 900) -> subprocess.C
 
 
 def ensure_engine_and_image() -> None:
-    if shutil.which("docker") is None or docker("info", check=False).returncode != 0:
-        raise BenchError("the Docker engine is not running: run scripts/bootstrap")
-    if docker("image", "inspect", IMAGE, check=False).returncode != 0:
-        log(f"building {IMAGE} (molecule/images/build.sh, a few minutes, once)")
-        run("bash", str(ROOT / "molecule" / "images" / "build.sh"), "amd64", timeout=1800)
-        if docker("image", "inspect", IMAGE, check=False).returncode != 0:
-            raise BenchError(f"{IMAGE} is missing after molecule/images/build.sh")
+    containers.ensure_engine()
+    containers.ensure_image(IMAGE, log)
 
 
 def running(name: str) -> bool:
@@ -76,20 +93,13 @@ def start_container(name: str, reuse: bool) -> bool:
     if reuse and running(name):
         return True
     docker("rm", "-f", name, check=False)
-    docker("run", "-d", "--name", name, "--hostname", f"mail.{DOMAIN}", "--network", "bridge",
-           *SYSTEMD_RUN, IMAGE, "/sbin/init")
+    containers.run_systemd(name, IMAGE, f"mail.{DOMAIN}", "--network", "bridge")
     wait_booted(name)
     return False
 
 
 def wait_booted(name: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = docker("exec", name, "systemctl", "is-system-running", check=False).stdout
-        if state.strip() in ("running", "degraded"):
-            return
-        time.sleep(0.5)
-    raise BenchError(f"{name}: systemd did not finish booting in {timeout:.0f}s")
+    containers.wait_booted(name, timeout)
 
 
 def remove(names: list[str]) -> None:

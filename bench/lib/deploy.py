@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     DOMAIN,
     PREFIX,
-    BenchError,
     ensure_engine_and_image,
+    guarded,
     host_info,
     log,
     mailctl_env,
@@ -196,23 +196,19 @@ def main() -> int:
     args = p.parse_args()
     print(f"bench/deploy — {host_info()}")
     report: list[str] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="mailctl-bench-") as tmp:
-            if args.only in (None, "deploy"):
-                ensure_engine_and_image()
-                try:
-                    report += bench_deploy(args, Path(tmp))
-                finally:
-                    if not args.keep:
-                        remove([NAME])
-            if args.only in (None, "render"):
-                report += bench_render(args, Path(tmp))
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    with tempfile.TemporaryDirectory(prefix="mailctl-bench-") as tmp:
+        if args.only in (None, "deploy"):
+            ensure_engine_and_image()
+            try:
+                report += bench_deploy(args, Path(tmp))
+            finally:
+                if not args.keep:
+                    remove([NAME])
+        if args.only in (None, "render"):
+            report += bench_render(args, Path(tmp))
     print("\n".join(report))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

@@ -13,31 +13,21 @@ removed at the end (also on Ctrl-C). Bounded: each deploy is stopped after 20 mi
 from __future__ import annotations
 
 import argparse
-import shutil
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-IMAGE = "mailctl-base:bookworm-amd64-mail"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import IMAGE, BenchError, containers, ensure_engine_and_image, guarded, log, tool
+from common import run as sh
+
 NETWORK = "mailctl-bench-scale"
 SUBNET = "172.30.78"  # .0/24; hosts from .10
 PREFIX = "mailctl-bench-scale-"
 DEPLOY_TIMEOUT = 20 * 60
-
-
-def sh(*argv: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and proc.returncode != 0:
-        sys.exit(f"bench/scale: {' '.join(argv[:3])} failed: {proc.stderr.strip()[-500:]}")
-    return proc
-
-
-def mailctl() -> str:
-    local = REPO / ".venv" / "bin" / "mailctl"
-    return str(local) if local.exists() else "mailctl"
 
 
 def cleanup() -> None:
@@ -55,13 +45,11 @@ def start_hosts(count: int, ssh_dir: Path) -> list[tuple[str, str]]:
     pub = (ssh_dir / "id_ed25519.pub").read_text()
     for i in range(count):
         name, ip = f"{PREFIX}{i + 1:02d}", f"{SUBNET}.{10 + i}"
-        sh("docker", "run", "-d", "--name", name, "--hostname", f"mail{i + 1:02d}.scale.test",
-           "--network", NETWORK, "--ip", ip, "--cap-add", "SYS_ADMIN", "--cgroupns", "host",
-           "--security-opt", "seccomp=unconfined", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-           "--tmpfs", "/run", "--tmpfs", "/run/lock", IMAGE, "/sbin/init")
+        containers.run_systemd(name, IMAGE, f"mail{i + 1:02d}.scale.test",
+                               "--network", NETWORK, "--ip", ip)
         hosts.append((name, ip))
     for name, ip in hosts:
-        wait_booted(name)
+        containers.wait_booted(name, timeout=120)
         script = ("rm -f /etc/ssh/ssh_host_* && ssh-keygen -A >/dev/null && "
                   "install -d -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys && "
                   "chmod 600 /root/.ssh/authorized_keys && systemctl restart ssh && "
@@ -69,22 +57,10 @@ def start_hosts(count: int, ssh_dir: Path) -> list[tuple[str, str]]:
         proc = subprocess.run(["docker", "exec", "-i", name, "sh", "-c", script], input=pub,
                               capture_output=True, text=True, timeout=120, check=False)
         if proc.returncode != 0:
-            sys.exit(f"bench/scale: preparing SSH on {name} failed: {proc.stderr.strip()}")
+            raise BenchError(f"preparing SSH on {name} failed: {proc.stderr.strip()[-200:]}")
         known.append(f"{ip} {' '.join(proc.stdout.split()[:2])}")
     (ssh_dir / "known_hosts").write_text("\n".join(known) + "\n")
     return hosts
-
-
-def wait_booted(name: str, timeout: float = 120) -> None:
-    """Until systemd in the container is up (right after `docker run` its bus may not be)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = sh("docker", "exec", name, "systemctl", "is-system-running", "--wait",
-                   check=False, timeout=timeout).stdout.strip()
-        if state in ("running", "degraded"):
-            return
-        time.sleep(1)
-    sys.exit(f"bench/scale: {name} did not finish booting within {timeout:.0f} s")
 
 
 def write_inventory(directory: Path, hosts: list[tuple[str, str]], ssh_dir: Path) -> None:
@@ -108,17 +84,19 @@ def write_inventory(directory: Path, hosts: list[tuple[str, str]], ssh_dir: Path
 
 def deploy(inventory: Path, forks: int, ca_dir: Path) -> tuple[float, str]:
     t0 = time.monotonic()
-    proc = subprocess.run([mailctl(), "deploy", "-i", str(inventory), "--forks", str(forks),
+    proc = subprocess.run([tool("mailctl"), "deploy", "-i", str(inventory), "--forks", str(forks),
                            "--ca-dir", str(ca_dir)], capture_output=True, text=True,
                           timeout=DEPLOY_TIMEOUT, check=False)
     elapsed = time.monotonic() - t0
     if proc.returncode != 0:
-        sys.exit(f"bench/scale: deploy failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+        for line in (proc.stdout + proc.stderr).strip().splitlines()[-20:]:
+            log(f"  | {line}")
+        raise BenchError(f"mailctl deploy to {inventory} failed (its last lines are above)")
     totals = [line.strip() for line in proc.stdout.splitlines() if "host(s):" in line]
     return elapsed, (totals[-1] if totals else "")
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1,5,10", help="host counts, comma-separated")
     parser.add_argument("--forks", type=int, default=0,
@@ -126,11 +104,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the last set of containers")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
-    if shutil.which("docker") is None or sh("docker", "info", check=False).returncode != 0:
-        sys.exit("bench/scale: the Docker engine is not running (scripts/bootstrap starts it)")
-    if sh("docker", "image", "inspect", IMAGE, check=False).returncode != 0:
-        sh("bash", str(REPO / "molecule" / "images" / "build.sh"), "amd64", "--mail",
-           timeout=3600)
+    ensure_engine_and_image()
     rows = []
     cleanup()
     try:
@@ -155,7 +129,7 @@ def main() -> None:
             cleanup()
     base = {"first": rows[0][1], "again": rows[0][2]}
     print(f"\nmailctl deploy to N hosts over SSH ({IMAGE}), forks = N unless --forks; "
-          f"{time.strftime('%Y-%m-%d')}, {len(__import__('os').sched_getaffinity(0))} cores")
+          f"{time.strftime('%Y-%m-%d')}, {len(os.sched_getaffinity(0))} cores")
     print(f"{'N':>4} {'first (s)':>10} {'x N=1':>7} {'per host':>9} {'no-change (s)':>14} "
           f"{'x N=1':>7} {'per host':>9}")
     for n, first, again in rows:
@@ -163,5 +137,8 @@ def main() -> None:
               f"{again:>14.1f} {again / base['again']:>7.2f} {again / n:>9.1f}")
 
 
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(guarded(main))

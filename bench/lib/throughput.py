@@ -35,6 +35,7 @@ from common import (
     deploy,
     docker,
     ensure_engine_and_image,
+    guarded,
     host_info,
     log,
     remove,
@@ -175,9 +176,6 @@ def main() -> int:
                     log(f"round {rnd} {LABELS[key]}: {res['rate']:.0f} msg/s "
                         f"(accept {res['accept_s']:.1f}s, drain {res['drain_s']:.1f}s, "
                         f"{res['cpu_ms_per_msg']:.2f} ms CPU/msg)")
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     finally:
         if not args.keep:
             remove(used)
@@ -213,4 +211,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

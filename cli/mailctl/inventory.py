@@ -204,7 +204,8 @@ def _ansible_load(source: Path, vault_password_file: str | None):
         loader.set_vault_secrets([("default", secret)])
         _activate_vault_secrets([("default", secret)])
     try:
-        inventory = InventoryManager(loader=loader, sources=[str(source)])
+        # absolute: Ansible caches each vars directory by the path string it was given
+        inventory = InventoryManager(loader=loader, sources=[os.path.abspath(source)])
     except AnsibleError as exc:
         raise InputError(f"{source}: cannot load inventory: {exc}") from None
     return loader, inventory, VariableManager(loader=loader, inventory=inventory)
