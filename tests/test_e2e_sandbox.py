@@ -7,6 +7,7 @@ Needs the Docker engine and the base image (scripts/test starts and builds them 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +88,25 @@ def test_no_secret_in_deploy_output_even_verbose_with_diff(sandbox_up, tmp_path)
     assert "changed=" in text  # the runs did report their work
     leaked = [s for s in secrets() + changed_secrets if s in text]
     assert not leaked, f"{len(leaked)} secret(s) appear in deploy output"
+
+
+def test_a_new_mailctl_version_alone_changes_nothing_on_the_host(sandbox_up, tmp_path):
+    """The same inventory deployed by a mailctl whose only difference is its version (a copy
+    of the package, first on PYTHONPATH for the CLI and the roles' filters alike)."""
+    package = Path(__file__).resolve().parents[1] / "cli" / "mailctl"
+    shutil.copytree(package, tmp_path / "mailctl", ignore=shutil.ignore_patterns("__pycache__"))
+    share = tmp_path / "mailctl" / "_share"  # laid out like an installed wheel
+    share.mkdir()
+    for name in ("templates", "roles", "playbooks", "inventories"):
+        (share / name).symlink_to(package.parents[1] / name)
+    init = tmp_path / "mailctl" / "__init__.py"
+    init.write_text(init.read_text().replace('__version__ = "', '__version__ = "99.'))
+    env = {"PYTHONPATH": str(tmp_path)}
+    version = run("--version", env=env)
+    assert "99." in version.stdout, version.stdout
+    result = run("deploy", "-i", str(SANDBOX), "--ca-dir", str(CA_DIR), env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "1 host(s): 1 ok (0 changed)" in result.stdout, result.stdout[-2000:]
 
 
 def test_no_secret_in_the_hosts_logs(sandbox_up):

@@ -174,6 +174,22 @@ def test_every_file_starts_with_managed_header(rendered_trees):
             assert first.startswith("#") and "Managed by mailctl" in first, path
 
 
+def test_header_names_the_template_and_not_the_version(monkeypatch):
+    """An upgrade of mailctl alone must not change a byte of any file (the deploy half of
+    this is in tests/test_e2e_sandbox.py)."""
+    import mailctl
+
+    host, _ = check_host(HOST, {**BASE_HOST, **BASE_ALL}, [])
+    before = render_host(host)
+    monkeypatch.setattr(mailctl, "__version__", "99.0.0")
+    assert render_host(host) == before
+    for f in before:
+        assert f.content.split("\n", 1)[0] == (
+            f"# Managed by mailctl from {f.template} — local edits are overwritten on the "
+            "next deploy."), f.path
+        assert mailctl.__version__ not in f.content.split("\n", 1)[0]
+
+
 def _secret_paths(inventory: Path, backend: str) -> dict[str, bool]:
     """'HOST/etc/...' -> is it a secret file, from the renderer itself."""
     out = {}

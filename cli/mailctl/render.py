@@ -15,7 +15,6 @@ from typing import Any
 import jinja2
 import yaml
 
-from . import __version__
 from .model import MailHost
 from .passwords import dovecot_hash
 from .paths import templates_dir
@@ -93,6 +92,12 @@ def manifest() -> list[dict[str, Any]]:
         return yaml.safe_load(handle)
 
 
+def header(template: str) -> str:
+    """The first line of every rendered file (after the file's comment sign)."""
+    return (f"Managed by mailctl from {template} — local edits are overwritten on the next "
+            "deploy.")
+
+
 def render_host(host: MailHost, topology: Topology = NO_TOPOLOGY) -> list[RenderedFile]:
     """Every file this host needs, rendered, in manifest order. The topology (routes to the
     mailstore hosts) matters to hosts in group mx or mailstore only."""
@@ -106,6 +111,9 @@ def render_host(host: MailHost, topology: Topology = NO_TOPOLOGY) -> list[Render
         if host.role not in entry.get("roles", [host.role]):
             continue
         context = _context(host, plat, topology)
+        # The header names the template, never mailctl's version: an upgrade that changes
+        # no output must change no file (and reload no service) on any host.
+        context["header"] = header(entry["template"])
         text = env.get_template(entry["template"]).render(**context)
         files.append(RenderedFile(
             component=entry["component"],
@@ -135,8 +143,6 @@ def _context(host: MailHost, plat: dict[str, Any], topology: Topology) -> dict[s
         "topology": topology,
         "routes": routes,
         "route_stores": tuple(dict.fromkeys(r.store for r in routes)),
-        "header": f"Managed by mailctl {__version__} — local edits are overwritten on the next "
-                  "deploy.",
         "postfix": SettingWriter(host.postfix_overrides, " = ", ("yes", "no")),
         "dovecot": SettingWriter(host.dovecot_overrides, " = ", ("yes", "no")),
         "cyrus": SettingWriter(host.cyrus_overrides, ": ", ("yes", "no")),
