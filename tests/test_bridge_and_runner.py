@@ -25,9 +25,36 @@ def bridge_input(**variables):
 def test_bridge_resolves_tls_files_against_the_inventory_directory():
     tls = {"mode": "files", "cert": "certs/mail.crt", "key": "/abs/mail.key"}
     summary = ansible_bridge.host_summary(bridge_input(mail_tls=tls))
-    assert summary["tls_cert_src"] == "/srv/inv/certs/mail.crt"
-    assert summary["tls_key_src"] == "/abs/mail.key"
-    assert summary["tls_ca_src"] == "/srv/inv/certs/mail.crt"  # no ca: the cert itself
+    assert [(f["src"], f["dest"], f["group"], f["mode"]) for f in summary["tls_files"]] == [
+        ("/srv/inv/certs/mail.crt", "/etc/mailctl/tls/mail.example.test.crt", "root", "0644"),
+        ("/abs/mail.key", "/etc/mailctl/tls/mail.example.test.key", "root", "0640"),
+        # no ca: the cert itself
+        ("/srv/inv/certs/mail.crt", "/etc/mailctl/tls/ca.crt", "root", "0644")]
+
+
+def test_bridge_takes_selfsigned_tls_files_from_the_local_ca_and_cyrus_reads_the_key():
+    summary = ansible_bridge.host_summary({**bridge_input(mail_backend="cyrus"),
+                                           "ca_dir": "/srv/ca"})
+    assert [(f["src"], f["group"]) for f in summary["tls_files"]] == [
+        ("/srv/ca/mail.example.test.crt", "root"), ("/srv/ca/mail.example.test.key", "mail"),
+        ("/srv/ca/ca.crt", "root")]
+    assert summary["mta_groups"] == ["sasl", "mail"]
+
+
+def test_bridge_plans_the_components_in_apply_order():
+    summary = ansible_bridge.host_summary(bridge_input())
+    assert [c["name"] for c in summary["components"]] == ["dovecot", "postfix"]
+    assert summary["packages"] == ["ca-certificates", "openssl", "postfix", "dovecot-core",
+                                   "dovecot-imapd", "dovecot-pop3d", "dovecot-lmtpd"]
+    assert [s["name"] for s in summary["other_stores"]] == ["cyrus"]
+    installed = {"cyrus-common": [{"version": "3.6"}]}
+    assert ansible_bridge.installed_stores(summary["other_stores"], installed) == \
+        summary["other_stores"]
+    assert ansible_bridge.installed_stores(summary["other_stores"], {}) == []
+    mx = ansible_bridge.host_summary({**bridge_input(), "groups": ["mx"],
+                                      "variables": {"mail_hostname": "mx.example.test"}})
+    assert [c["name"] for c in mx["components"]] == ["postfix"]
+    assert [s["port"] for s in mx["components"][0]["smoke"]] == [25]  # no submission
 
 
 def test_bridge_uses_the_host_facts_for_the_platform():

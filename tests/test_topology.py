@@ -35,7 +35,7 @@ def test_mx_needs_only_a_hostname_and_has_no_store():
     host, findings = check_host("mx1", {"mail_hostname": "mx1.example.test",
                                         "mail_backend": "cyrus"}, ["mx"])
     assert findings == []
-    assert (host.role, host.backend, host.domains, host.users) == ("mx", "none", (), ())
+    assert (host.kind, host.backend, host.domains, host.users) == ("mx", None, (), ())
 
 
 @pytest.mark.parametrize("key,value", [("mail_domains", ["example.test"]),
@@ -94,7 +94,7 @@ def test_mx_without_a_mailstore(tmp_path, mailctl):
 def test_allinone_hosts_ignore_the_topology():
     hosts, topology = Inventory(REPO / "inventories" / "example").mail_plan()
     assert topology.routes == ()
-    assert all(h.role == "allinone" for h in hosts)
+    assert all(h.kind == "allinone" for h in hosts)
 
 
 # --------------------------------------------------------------------------- rendering

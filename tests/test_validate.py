@@ -804,10 +804,10 @@ def test_cyrus_accepts_password_and_hash_together():
                            "password_hash": SHA512}], "mail_aliases": []}, backend="cyrus")
 
 
-def test_mx_and_mailstore_roles():
-    assert _check({}, None)[0].role == "allinone"
-    assert check_host(HOST, {"mail_hostname": "mx1.example.test"}, ["mx"])[0].role == "mx"
-    assert check_host(HOST, {**BASE_HOST, **BASE_ALL}, ["mailstore", "eu"])[0].role == \
+def test_mx_and_mailstore_kinds():
+    assert _check({}, None)[0].kind == "allinone"
+    assert check_host(HOST, {"mail_hostname": "mx1.example.test"}, ["mx"])[0].kind == "mx"
+    assert check_host(HOST, {**BASE_HOST, **BASE_ALL}, ["mailstore", "eu"])[0].kind == \
         "mailstore"
 
 

@@ -9,8 +9,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from . import components, platforms
 from .platforms import OS_FAMILIES
-from .render import render_host
+from .render import host_components, render_host, tls_paths
 from .topology import Topology, plan
 from .validate import ROLE_PREFIXES, check_host
 
@@ -62,7 +63,7 @@ def _topology(data: dict[str, Any]) -> Topology:
 def host_files(data: dict[str, Any]) -> list[dict[str, Any]]:
     """Every rendered file for the host described by data (see the mail_common role)."""
     host = _host(data)
-    topology = _topology(data) if host.role != "allinone" else Topology()
+    topology = _topology(data) if host.kind != "allinone" else Topology()
     return [f.as_dict() for f in render_host(host, topology)]
 
 
@@ -118,19 +119,62 @@ def _controller_path(path: str | None, data: dict[str, Any]) -> str | None:
 
 
 def host_summary(data: dict[str, Any]) -> dict[str, Any]:
-    """The facts the roles' tasks need (backend, hostname, users ...), as plain data."""
+    """The facts the roles' tasks need (backend, hostname, users, the host's components
+    from the registry, the TLS files ...), as plain data."""
     host = _host(data)
+    names = platforms.names(host.platform)
+    picked = host_components(host)
+    tls = tls_paths(host)
+    if host.tls.mode == "selfsigned":
+        local_ca = str(data.get("ca_dir") or ".")
+        sources = [f"{local_ca}/{host.hostname}.crt", f"{local_ca}/{host.hostname}.key",
+                   f"{local_ca}/ca.crt"]
+    else:
+        sources = [_controller_path(p, data) for p in
+                   (host.tls.cert_src, host.tls.key_src, host.tls.ca_src or host.tls.cert_src)]
+    key_groups = [c.tls_key_group for c in picked if c.tls_key_group]
     return {
         "name": host.name,
         "hostname": host.hostname,
         "backend": host.backend,
-        "role": host.role,
+        "kind": host.kind,
         "platform": host.platform,
         "domains": list(host.domains),
         "users": [{"address": u.address, "password": u.password, "quota": u.quota}
                   for u in host.users],
+        # in the order a deploy applies them
+        "components": [c.as_dict() for c in components.apply_order(picked)],
+        "mta_groups": list(dict.fromkeys(g for c in picked for g in c.mta_groups)),
+        "packages": list(dict.fromkeys(
+            platforms.profile(host.platform)["common_packages"]
+            + [p for c in picked for p in c.packages])),
+        # the stores this host does not run: a switch away from one must not strand mail
+        "other_stores": [
+            components.resolve(name, host.platform, host.kind, host.backend or "", names)
+            .as_dict() for name in components.stores() if name != host.backend],
         "tls_mode": host.tls.mode,
-        "tls_cert_src": _controller_path(host.tls.cert_src, data),
-        "tls_key_src": _controller_path(host.tls.key_src, data),
-        "tls_ca_src": _controller_path(host.tls.ca_src or host.tls.cert_src, data),
+        # copied from the controller: the local CA's directory, or the mail_tls files
+        "tls_files": [
+            {"src": sources[0], "dest": tls["cert"], "group": "root", "mode": "0644"},
+            {"src": sources[1], "dest": tls["key"],
+             "group": key_groups[0] if key_groups else "root", "mode": "0640"},
+            {"src": sources[2], "dest": tls["ca"], "group": "root", "mode": "0644"},
+        ],
     }
+
+
+def installed_stores(stores: list[dict[str, Any]], packages: dict[str, Any]) -> list[dict]:
+    """The stores (as in host_summary's other_stores) with a package installed on the host
+    (`packages`: Ansible's package_facts)."""
+    return [s for s in stores if any(p in packages for p in s["mail"]["installed"])]
+
+
+def failure_text(result: dict[str, Any]) -> str:
+    """One loop item's failure as a line: what a validator printed, else the module's
+    message."""
+    for key in ("stderr", "stdout", "msg"):
+        text = " | ".join(line.strip() for line in str(result.get(key) or "").splitlines()
+                          if line.strip())
+        if text:
+            return text
+    return "failed"

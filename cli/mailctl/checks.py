@@ -9,8 +9,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import platforms
+from .components import Validator
 from .model import MailHost
-from .platforms import profile
+from .render import host_components
 
 # Where distributions keep the tools when they are not on PATH.
 _EXTRA_DIRS = ("/usr/sbin", "/sbin", "/usr/lib/cyrus/bin", "/usr/libexec/cyrus-imapd",
@@ -60,34 +62,33 @@ def _run(host: str, label: str, argv: list[str], *, silent_ok: bool = False,
 
 
 def check_tree(host: MailHost, root: Path) -> list[CheckResult]:
-    """Validate the files rendered for `host` under root (root/etc/postfix/main.cf ...)."""
-    paths = profile(host.platform)["paths"]
-
-    def at(path: str) -> str:
-        return str(root / path.lstrip("/"))
-
-    postfix_dir = at(paths["postfix_config_dir"])
-    results = [
-        _run(host.name, "postfix check", ["postfix", "-c", postfix_dir, "check"]),
-        _run(host.name, "postconf -n", ["postconf", "-c", postfix_dir, "-n"]),
-    ]
-    if host.backend == "none":  # an mx host: Postfix only
-        return results
-    if host.backend == "dovecot":
-        conf = at(paths["dovecot_config_dir"] + "/dovecot.conf")
-        results.append(_run(host.name, "doveconf -n", ["doveconf", "-c", conf, "-n"]))
-    else:
-        # cyr_info drops to the cyrus user, which cannot enter a private temporary directory:
-        # give it copies in a directory of its own under /tmp (no secrets in these two files).
-        with tempfile.TemporaryDirectory(prefix="mailctl-cyrus-", dir="/tmp") as tmp:
-            Path(tmp).chmod(0o755)
-            copies = []
-            for key in ("cyrus_imapd_conf", "cyrus_conf"):
-                copy = Path(tmp) / Path(paths[key]).name
-                shutil.copyfile(at(paths[key]), copy)
-                copy.chmod(0o644)
-                copies.append(str(copy))
-            results.append(_run(host.name, "cyr_info conf-lint",
-                                ["cyr_info", "-C", copies[0], "-M", copies[1], "conf-lint"],
-                                silent_ok=True))
+    """Run every validator of the host's components (the registry) on the files rendered
+    for `host` under root (root/etc/postfix/main.cf ...)."""
+    paths = platforms.names(host.platform)
+    results = []
+    for component in host_components(host):
+        dests = {entry["dest"].format(**paths) for entry in component.files}
+        for validator in component.validators:
+            results.append(_run_offline(host.name, validator, root, dests))
     return results
+
+
+def _run_offline(host: str, validator: Validator, root: Path, dests: set[str]) -> CheckResult:
+    """The validator's argv with its host paths moved under root; a tool given by absolute
+    path on the host is looked up by name here (the platform may not be this machine's)."""
+    argv = [Path(validator.argv[0]).name]
+    for arg in validator.argv[1:]:
+        argv.append(str(root / arg.lstrip("/")) if arg.startswith("/") else arg)
+    if not validator.readable_copy:
+        return _run(host, validator.name, argv, silent_ok=validator.silent)
+    # Tools that drop to a service user cannot enter a private temporary directory: give
+    # them copies in a directory of their own under /tmp (never of secret files).
+    with tempfile.TemporaryDirectory(prefix="mailctl-check-", dir="/tmp") as tmp:
+        Path(tmp).chmod(0o755)
+        for i, arg in enumerate(validator.argv[1:], start=1):
+            if arg in dests:
+                copy = Path(tmp) / Path(arg).name
+                shutil.copyfile(argv[i], copy)
+                copy.chmod(0o644)
+                argv[i] = str(copy)
+        return _run(host, validator.name, argv, silent_ok=validator.silent)

@@ -71,11 +71,11 @@ def validate(inv: Inventory, limit, backend, as_json: bool) -> None:
         click.echo(json.dumps({"valid": True, "hosts": [h.name for h in hosts]}))
     else:
         for h in hosts:
-            if h.role == "mx":
+            if h.kind == "mx":
                 click.echo(f"{h.name}: ok (mx edge relay, {h.platform}, "
                            f"{len(topology.domains)} domains relayed)")
                 continue
-            click.echo(f"{h.name}: ok ({h.backend}, {h.role}, {h.platform}, "
+            click.echo(f"{h.name}: ok ({h.backend}, {h.kind}, {h.platform}, "
                        f"{len(h.domains)} domains, {len(h.users)} users)")
 
 
@@ -249,9 +249,9 @@ def verify(ctx, inv: Inventory, limit, backend, verbose) -> None:
     from .verify_runner import run_verify
 
     hosts, _ = inv.mail_plan(limit, backend)
-    checked = [h.name for h in hosts if h.role != "mx"]
+    checked = [h.name for h in hosts if h.kind != "mx"]
     for h in hosts:
-        if h.role == "mx":
+        if h.kind == "mx":
             # the suite checks a host with a store and users; edge relays are proven by the
             # molecule scenario multihost (routes, TLS between hosts, refusals, queueing)
             click.echo(f"{h.name}: not verified here (group mx: no store, no users)")

@@ -147,13 +147,13 @@ class Inventory:
         every mx and mailstore host of the inventory, selected or not: an mx needs all the
         stores' domains even when it is deployed alone."""
         hosts = self.mail_hosts(limit, backend)
-        if all(h.role == "allinone" for h in hosts):
+        if all(h.kind == "allinone" for h in hosts):
             return hosts, Topology()
         selected = {h.name: h for h in hosts}  # already validated
         members, problems = [], []
         for name in self.host_names(None):
             if name in selected:
-                if selected[name].role != "allinone":
+                if selected[name].kind != "allinone":
                     members.append(selected[name])
                 continue
             hv = self.host_vars(name)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-BACKENDS = ("dovecot", "cyrus")
-PLATFORMS = ("debian", "redhat", "suse")
-TOPOLOGY_GROUPS = ("mx", "mailstore")
+from . import components
+
+BACKENDS = components.stores()  # the mail stores in the component registry
+PLATFORMS = components.PLATFORMS
+TOPOLOGY_GROUPS = components.KINDS[1:]  # the groups that make a host an mx or a mailstore
 TLS_MODES = ("selfsigned", "files")
 
 
@@ -56,8 +58,8 @@ class MailHost:
 
     name: str  # inventory_hostname
     hostname: str
-    backend: str
-    role: str  # 'allinone' | 'mx' | 'mailstore'
+    backend: str | None  # the mail store; None on an mx host (it relays to the stores)
+    kind: str  # one of KINDS: 'allinone' | 'mx' | 'mailstore'
     platform: str
     domains: tuple[str, ...]
     users: tuple[User, ...]

@@ -23,3 +23,11 @@ def profile(platform: str) -> dict[str, Any]:
     path = roles_dir() / "mail_common" / "vars" / FAMILY_FILES[platform]
     with path.open(encoding="utf-8") as handle:
         return yaml.safe_load(handle)["__mail_common_platform"]
+
+
+@cache
+def names(platform: str) -> dict[str, str]:
+    """The profile's paths and users by name: what {placeholders} in the component registry
+    and in file destinations stand for."""
+    plat = profile(platform)
+    return {**plat["paths"], **{k: str(v) for k, v in plat["users"].items()}}

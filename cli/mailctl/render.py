@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 
+from . import components, platforms
+from .components import Component
 from .model import MailHost
 from .passwords import dovecot_hash
 from .paths import templates_dir
-from .platforms import profile
 from .topology import NO_TOPOLOGY, Topology
 
 # Mozilla "intermediate" (v5.7) TLS 1.2 cipher suites; TLS 1.3 suites are all acceptable.
@@ -86,45 +86,50 @@ def _environment() -> jinja2.Environment:
     )
 
 
-@lru_cache(maxsize=1)
-def manifest() -> list[dict[str, Any]]:
-    with (templates_dir() / "manifest.yml").open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
-
-
 def header(template: str) -> str:
     """The first line of every rendered file (after the file's comment sign)."""
     return (f"Managed by mailctl from {template} — local edits are overwritten on the next "
             "deploy.")
 
 
+def tls_paths(host: MailHost) -> dict[str, str]:
+    """Where the host's certificate, key and CA certificate are installed (the one place
+    their names are made)."""
+    tls_dir = platforms.profile(host.platform)["paths"]["tls_dir"]
+    return {"cert": f"{tls_dir}/{host.hostname}.crt", "key": f"{tls_dir}/{host.hostname}.key",
+            "ca": f"{tls_dir}/ca.crt"}
+
+
+def host_components(host: MailHost) -> list[Component]:
+    """The registry's components for this host, resolved for its platform and kind."""
+    return components.for_host(host.platform, host.kind, host.backend or "",
+                               platforms.names(host.platform))
+
+
 def render_host(host: MailHost, topology: Topology = NO_TOPOLOGY) -> list[RenderedFile]:
-    """Every file this host needs, rendered, in manifest order. The topology (routes to the
+    """Every file this host needs, rendered, in registry order. The topology (routes to the
     mailstore hosts) matters to hosts in group mx or mailstore only."""
-    plat = profile(host.platform)
-    fmt_vars = {**plat["paths"], **{k: str(v) for k, v in plat["users"].items()}}
+    plat = platforms.profile(host.platform)
+    fmt_vars = platforms.names(host.platform)
     env = _environment()
     files = []
-    for entry in manifest():
-        if host.backend not in entry.get("backends", [host.backend]):
-            continue
-        if host.role not in entry.get("roles", [host.role]):
-            continue
-        context = _context(host, plat, topology)
-        # The header names the template, never mailctl's version: an upgrade that changes
-        # no output must change no file (and reload no service) on any host.
-        context["header"] = header(entry["template"])
-        text = env.get_template(entry["template"]).render(**context)
-        files.append(RenderedFile(
-            component=entry["component"],
-            path=entry["dest"].format(**fmt_vars),
-            content=text,
-            owner=entry.get("owner", "root").format(**fmt_vars),
-            group=entry.get("group", "root").format(**fmt_vars),
-            mode=entry.get("mode", "0644"),
-            secret=bool(entry.get("secret", False)),
-            template=entry["template"],
-        ))
+    for component in host_components(host):
+        for entry in component.files:
+            context = _context(host, plat, topology)
+            # The header names the template, never mailctl's version: an upgrade that
+            # changes no output must change no file (and reload no service) on any host.
+            context["header"] = header(entry["template"])
+            text = env.get_template(entry["template"]).render(**context)
+            files.append(RenderedFile(
+                component=component.name,
+                path=entry["dest"].format(**fmt_vars),
+                content=text,
+                owner=entry.get("owner", "root").format(**fmt_vars),
+                group=entry.get("group", "root").format(**fmt_vars),
+                mode=entry.get("mode", "0644"),
+                secret=bool(entry.get("secret", False)),
+                template=entry["template"],
+            ))
     return files
 
 
@@ -136,9 +141,7 @@ def _context(host: MailHost, plat: dict[str, Any], topology: Topology) -> dict[s
         "platform": plat,
         "paths": paths,
         "users": plat["users"],
-        "tls_cert": f"{paths['tls_dir']}/{host.hostname}.crt",
-        "tls_key": f"{paths['tls_dir']}/{host.hostname}.key",
-        "tls_ca": f"{paths['tls_dir']}/ca.crt",
+        **{f"tls_{k}": v for k, v in tls_paths(host).items()},
         "tls_ciphers": INTERMEDIATE_CIPHERS,
         "topology": topology,
         "routes": routes,

@@ -36,9 +36,9 @@ class Topology:
     def routes_for(self, host: MailHost) -> tuple[Route, ...]:
         """The routes a host uses: all of them on an mx; on a mailstore, the other stores'
         domains (its own are delivered locally); none on an all-in-one host."""
-        if host.role == "mx":
+        if host.kind == "mx":
             return self.routes
-        if host.role == "mailstore":
+        if host.kind == "mailstore":
             return tuple(r for r in self.routes if r.store_name != host.name)
         return ()
 
@@ -65,7 +65,7 @@ def plan(hosts: list[MailHost]) -> tuple[Topology, list[TopologyProblem]]:
     owner: dict[str, MailHost] = {}
     routes: list[Route] = []
     recipients: list[str] = []
-    stores = sorted((h for h in hosts if h.role == "mailstore"), key=lambda h: h.name)
+    stores = sorted((h for h in hosts if h.kind == "mailstore"), key=lambda h: h.name)
     for store in stores:
         for i, domain in enumerate(store.domains):
             if domain in owner:
@@ -80,13 +80,13 @@ def plan(hosts: list[MailHost]) -> tuple[Topology, list[TopologyProblem]]:
         recipients += [a.address for a in store.virtual_aliases]
     if not stores:
         for host in hosts:
-            if host.role == "mx":
+            if host.kind == "mx":
                 problems.append(TopologyProblem(
                     host.name, "group_names", "groups",
                     "is in group 'mx' but no host is in group 'mailstore' to relay mail to"))
     hostnames: dict[str, str] = {}
     for host in sorted(hosts, key=lambda h: h.name):
-        if host.role != "allinone" and host.hostname in hostnames:
+        if host.kind != "allinone" and host.hostname in hostnames:
             problems.append(TopologyProblem(
                 host.name, "mail_hostname", "mail_hostname",
                 f"{host.hostname!r} is also the mail_hostname of {hostnames[host.hostname]}"))

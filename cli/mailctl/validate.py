@@ -78,18 +78,18 @@ def check_host(name: str, variables: Mapping[str, Any], groups: list[str],
     """Validate one host's variables; return the MailHost (if valid) and all findings."""
     out = _Collector()
     _unknown_keys(variables, out)
-    role = _role(groups, out)
+    kind = _kind(groups, out)
     v = {k: variables.get(k, DEFAULTS[k]) for k in DEFAULTS}
     for key, default in DEFAULTS.items():
         if default is None and variables.get(key) in (None, "") and \
-                not (role == "mx" and key in MX_DERIVED):
+                not (kind == "mx" and key in MX_DERIVED):
             out.add(key, key, "is required")
-    if role == "mx":
+    if kind == "mx":
         _mx_has_no_store(variables, out)
 
     # An mx host has no mail store: it relays to the hosts in group 'mailstore'.
-    backend = "none" if role == "mx" else backend_override or v["mail_backend"]
-    if backend not in BACKENDS and role != "mx":
+    backend = None if kind == "mx" else backend_override or v["mail_backend"]
+    if backend not in BACKENDS and kind != "mx":
         out.add("mail_backend", "mail_backend",
                 f"{backend!r} is not a backend (choose {' or '.join(BACKENDS)})")
     platform = v["mail_platform"]
@@ -119,7 +119,7 @@ def check_host(name: str, variables: Mapping[str, Any], groups: list[str],
     tls = _tls(v["mail_tls"], out)
     overrides = {k: _overrides(k, v[k], out) for k in
                  ("mail_postfix_overrides", "mail_dovecot_overrides", "mail_cyrus_overrides")}
-    if role != "allinone" and tls.mode == "files" and not tls.ca_src:
+    if kind != "allinone" and tls.mode == "files" and not tls.ca_src:
         out.add("mail_tls", "mail_tls.ca", "is required on 'mx' and 'mailstore' hosts with "
                 "mode 'files': they trust each other through certificates from this CA, so it "
                 "must be a private CA that signs only your mail hosts")
@@ -127,7 +127,7 @@ def check_host(name: str, variables: Mapping[str, Any], groups: list[str],
     if out.findings:
         return None, out.findings
     return MailHost(
-        name=name, hostname=hostname, backend=backend, role=role, platform=platform,
+        name=name, hostname=hostname, backend=backend, kind=kind, platform=platform,
         domains=tuple(domains), users=tuple(users), aliases=tuple(aliases),
         relayhost=relayhost, mynetworks=tuple(mynetworks), message_size_limit=size, tls=tls,
         postfix_overrides=overrides["mail_postfix_overrides"],
@@ -450,7 +450,7 @@ def _mx_has_no_store(variables: Mapping[str, Any], out: _Collector) -> None:
                               "and aliases of the hosts in group 'mailstore'; set it there")
 
 
-def _role(groups: list[str], out: _Collector) -> str:
+def _kind(groups: list[str], out: _Collector) -> str:
     member = [g for g in TOPOLOGY_GROUPS if g in groups]
     if len(member) > 1:
         out.add("group_names", "groups", "a host cannot be in both 'mx' and 'mailstore'")

@@ -13,6 +13,7 @@ import pytest
 
 from mailctl.inventory import Inventory
 from mailctl.platforms import profile
+from mailctl.render import host_components, tls_paths
 
 CLIENT = Path(__file__).with_name("mailclient.py")
 REMOTE_CLIENT = "/tmp/mailctl-verify-client.py"
@@ -39,10 +40,16 @@ def platform(mail):
 
 
 @pytest.fixture(scope="module")
+def components(mail):
+    """The host's components from the registry, resolved for its platform."""
+    return host_components(mail)
+
+
+@pytest.fixture(scope="module")
 def client(host, mail, platform):
     """Run mailclient.py on the host; returns the JSON it prints."""
     host.run(f"cat > {REMOTE_CLIENT} <<'MAILCTL_EOF'\n{CLIENT.read_text()}\nMAILCTL_EOF")
-    ca = f"{platform['paths']['tls_dir']}/ca.crt"
+    ca = tls_paths(mail)["ca"]
 
     def run(*args: object) -> dict:
         argv = ["python3", REMOTE_CLIENT, ca, mail.hostname, *map(str, args)]

@@ -11,23 +11,23 @@ TLS_PROBES = [(25, "smtp"), (587, "smtp"), (465, "implicit"), (143, "imap"),
 WAIT = 60  # seconds a message may take from submission to the mailbox
 
 
-def test_packages_installed(host, mail, platform):
-    wanted = platform["packages"]["postfix"] + platform["packages"][mail.backend]
+def test_packages_installed(host, components):
+    wanted = [p for c in components for p in c.packages]
     missing = [p for p in wanted if not host.package(p).is_installed]
     assert not missing, f"packages not installed: {missing}"
 
 
 @pytest.mark.parametrize("component", ["postfix", "store"])
-def test_service_running(host, mail, platform, component):
-    key = "postfix" if component == "postfix" else mail.backend
-    name = platform["services"][key]
+def test_service_running(host, mail, components, component):
+    by_name = {c.name: c for c in components}
+    wanted = by_name["postfix" if component == "postfix" else mail.backend]
     if host.file("/run/systemd/system").is_directory:  # booted with systemd
-        assert host.service(name).is_running, f"{name} is not running"
+        assert host.service(wanted.service).is_running, f"{wanted.service} is not running"
     else:
         # SysV init (e.g. ppc64le under qemu-user, where init scripts' pid checks do not
         # recognise emulated binaries): look for the daemon in the process list.
-        pattern = platform["service_patterns"][key]
-        assert host.run(f"pgrep -f {pattern}").rc == 0, f"{name} ({pattern}) is not running"
+        assert host.run(f"pgrep -f {wanted.process}").rc == 0, \
+            f"{wanted.service} ({wanted.process}) is not running"
 
 
 @pytest.mark.parametrize("port", SERVICE_PORTS)
@@ -36,12 +36,11 @@ def test_listening(host, port):
         host.socket(f"tcp://:::{port}").is_listening, f"nothing listens on port {port}"
 
 
-def test_lmtp_socket(host, mail, platform):
-    if mail.backend == "dovecot":
-        path = f"{platform['paths']['postfix_queue_dir']}/private/dovecot-lmtp"
-    else:
-        path = f"{platform['paths']['cyrus_socket_dir']}/lmtp"
-    assert host.file(path).is_socket, f"no LMTP socket at {path}"
+def test_store_sockets(host, components):
+    sockets = [c.socket for c in components if c.socket]
+    assert sockets, "the registry names no socket for this host's components"
+    for path in sockets:
+        assert host.file(path).is_socket, f"no socket at {path}"
 
 
 @pytest.mark.parametrize(("port", "mode"), TLS_PROBES)

@@ -18,6 +18,8 @@ import re
 
 import pytest
 
+from mailctl.render import tls_paths
+
 FOREIGN = "elsewhere.example"  # a reserved name: never a real domain
 REMOTE_SENDER = "someone@remote.mailctl.test"
 REMOTE_SOURCE = "127.0.0.2"  # not the server's address: a remote client to Dovecot
@@ -347,15 +349,16 @@ def _secret_files(mail, platform) -> tuple[list[tuple[str, str, str | None, str]
     """(path, owner, group or None for any, mode) the backend must have, and the other
     backend's secret files (if left behind, they must still not be world-readable)."""
     paths, users = platform["paths"], platform["users"]
-    key = f"{paths['tls_dir']}/{mail.hostname}.key"
+    key = tls_paths(mail)["key"]
     dovecot = [(f"{paths['dovecot_config_dir']}/users", "root", users["dovecot_internal"],
                 "0640")]
     cyrus = [(paths["sasldb"], "root", users["sasl_group"], "0640"),
              (f"{paths['state_dir']}/cyrus-admin.pw", "root", None, "0600"),
              (f"{paths['state_dir']}/cyrus-sasldb.state", "root", None, "0600")]
-    if mail.backend == "dovecot":
-        return [*dovecot, (key, "root", "root", "0640")], [f for f, *_ in cyrus]
-    return [*cyrus, (key, "root", users["cyrus_group"], "0640")], [f for f, *_ in dovecot]
+    own = {"dovecot": [*dovecot, (key, "root", "root", "0640")],
+           "cyrus": [*cyrus, (key, "root", users["cyrus_group"], "0640")]}
+    left = {"dovecot": [f for f, *_ in cyrus], "cyrus": [f for f, *_ in dovecot]}
+    return own[mail.backend], left[mail.backend]  # a new store must say what it keeps
 
 
 def test_secret_files_have_tight_modes(host, mail, platform):

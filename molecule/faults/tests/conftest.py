@@ -13,6 +13,7 @@ import pytest
 
 # Every fixture of mailctl's own verify suite: mail and platform, and whatever fixtures
 # those depend on there (named imports broke when mail got a fixture of its own).
+from mailctl.render import host_components, tls_paths
 from mailctl.verify.conftest import *  # noqa: F403
 
 CLIENT = Path(__file__).with_name("faultclient.py")
@@ -46,8 +47,9 @@ def users(mail):
 
 
 @pytest.fixture(scope="module")
-def store_service(mail, platform):
-    return platform["services"][mail.backend]
+def store_service(mail):
+    store = [c for c in host_components(mail) if c.store]
+    return store[0].service
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def fault(host, mail, platform, users):
     """fault(action, **request) runs faultclient.py on the host and returns its JSON; the
     IMAP settings (CA, server name, users) are added to every request."""
     host.run(f"cat > {REMOTE_CLIENT} <<'MAILCTL_EOF'\n{CLIENT.read_text()}\nMAILCTL_EOF")
-    base = {"ca": f"{platform['paths']['tls_dir']}/ca.crt", "servername": mail.hostname,
+    base = {"ca": tls_paths(mail)["ca"], "servername": mail.hostname,
             "users": users}
 
     def run(action: str, **request: object) -> dict:

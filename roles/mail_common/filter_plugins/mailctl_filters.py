@@ -35,4 +35,6 @@ class FilterModule:
             "mailctl_topology_peers": ansible_bridge.topology_peers,
             "mailctl_stale": ansible_bridge.stale_files,
             "mailctl_stale_sources": ansible_bridge.stale_sources,
+            "mailctl_installed": ansible_bridge.installed_stores,
+            "mailctl_failure_text": ansible_bridge.failure_text,
         }
