@@ -11,8 +11,9 @@ from pathlib import Path
 
 from . import platforms
 from .components import Validator
+from .inventory import Inventory
 from .model import MailHost
-from .render import host_components
+from .render import host_components, render_host, write_tree
 
 # Where distributions keep the tools when they are not on PATH.
 _EXTRA_DIRS = ("/usr/sbin", "/sbin", "/usr/lib/cyrus/bin", "/usr/libexec/cyrus-imapd",
@@ -59,6 +60,19 @@ def _run(host: str, label: str, argv: list[str], *, silent_ok: bool = False,
     if silent_ok and output:
         ok = False
     return CheckResult(host, label, ok, " | ".join(output.splitlines()[:5]))
+
+
+def check_inventory(inv: Inventory, limit: str | None = None,
+                    backend: str | None = None) -> list[CheckResult]:
+    """Render every selected host into a temporary tree and run its validators there."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="mailctl-check-") as tmp:
+        hosts, topology = inv.mail_plan(limit, backend)
+        for host in hosts:
+            root = Path(tmp) / host.name
+            write_tree(render_host(host, topology), root)
+            results.extend(check_tree(host, root))
+    return results
 
 
 def check_tree(host: MailHost, root: Path) -> list[CheckResult]:

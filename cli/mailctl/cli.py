@@ -4,34 +4,48 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import sys
-import tempfile
 from pathlib import Path
 
 import click
 
 from . import __version__
-from .checks import check_tree
+from .checks import check_inventory
 from .errors import InputError, MailctlError, ValidationFailed
 from .inventory import Inventory
 from .model import BACKENDS
 from .render import render_host, write_tree
-from .runner import HostStats, run_site
+
+
+class CliError(click.ClickException):
+    """A mailctl error on its way out through Click: one line per problem, the exit code of
+    the error (1: a host or a check failed, 2: bad input)."""
+
+    def __init__(self, error: MailctlError):
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+        # ValidationFailed is already one 'file: host: field: message' line per problem
+        self.prefix = "" if isinstance(error, ValidationFailed) else "error: "
+
+    def show(self, file=None) -> None:
+        click.echo(f"{self.prefix}{self.message}", err=True)
 
 
 class MailctlGroup(click.Group):
-    """Turns mailctl's own errors into one clean message and the right exit code."""
+    """Turns mailctl's own errors into Click exceptions: never a traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except ValidationFailed as exc:
-            click.echo(str(exc), err=True)  # already one 'file: host: field: message' a line
-            sys.exit(exc.exit_code)
         except MailctlError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            raise CliError(exc) from None
+
+
+# Options more than one command takes, defined once.
+backend_option = click.option("--backend", type=click.Choice(BACKENDS), default=None,
+                              help="Mail store for this run, overriding mail_backend.")
+verbose_option = click.option("-v", "--verbose", is_flag=True,
+                              help="Pass Ansible's (or pytest's) own output through.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 
 
 def inventory_options(func):
@@ -44,8 +58,7 @@ def inventory_options(func):
                   help="File holding the Ansible Vault password.")
     @click.option("-l", "--limit", "--host", "limit", default=None,
                   help="Only these hosts (an Ansible host pattern).")
-    @click.option("--backend", type=click.Choice(BACKENDS), default=None,
-                  help="Mail store for this run, overriding mail_backend.")
+    @backend_option
     @functools.wraps(func)
     def wrapper(inventory, vault_password_file, limit, backend, **kwargs):
         inv = Inventory(inventory, str(vault_password_file) if vault_password_file else None)
@@ -63,7 +76,7 @@ def main() -> None:
 
 @main.command()
 @inventory_options
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@json_option
 def validate(inv: Inventory, limit, backend, as_json: bool) -> None:
     """Check the inventory's mail variables; touch no host."""
     hosts, topology = inv.mail_plan(limit, backend)
@@ -129,17 +142,11 @@ def render(inv: Inventory, limit, backend, output: Path) -> None:
 @inventory_options
 @click.option("--skip-missing", is_flag=True,
               help="Do not fail when a validator is not installed here (it is reported).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@json_option
 def check(inv: Inventory, limit, backend, skip_missing: bool, as_json: bool) -> None:
     """Render, then run the real validators on the result: postfix check, postconf -n,
     doveconf -n, cyr_info conf-lint."""
-    results = []
-    with tempfile.TemporaryDirectory(prefix="mailctl-check-") as tmp:
-        hosts, topology = inv.mail_plan(limit, backend)
-        for host in hosts:
-            root = Path(tmp) / host.name
-            write_tree(render_host(host, topology), root)
-            results.extend(check_tree(host, root))
+    results = check_inventory(inv, limit, backend)
     failed = [r for r in results if r.ok is False]
     missing = [r for r in results if r.ok is None]
     if as_json:
@@ -154,70 +161,6 @@ def check(inv: Inventory, limit, backend, skip_missing: bool, as_json: bool) -> 
                          "pass --skip-missing")
 
 
-def _deploy(inventory: Path, inv: Inventory, *, limit, backend, check_mode=False, diff=False,
-            verbose=False, vault=None, forks=None, ca_dir: Path | None = None,
-            serial: int | None = None) -> None:
-    hosts, _ = inv.mail_plan(limit, backend)  # bad input: exit 2 before any host is touched
-    waves = f" in waves of {serial}" if serial else ""
-    click.echo(f"deploying {len(hosts)} host(s){waves}: {', '.join(h.name for h in hosts)}")
-    extravars: dict = {}
-    if serial:
-        extravars["mail_common_serial"] = serial
-    if backend:
-        extravars["mail_common_backend_override"] = backend
-    if ca_dir:
-        extravars["mail_common_ca_dir"] = str(ca_dir)
-
-    def progress(host: str, stats: HostStats, event: str) -> None:
-        if event == "changed" and not verbose:
-            # one line per change or failure, not a wall of Ansible output
-            if stats.task:
-                click.echo(f"  {host}: [{stats.ok} ok, {stats.changed} changed] {stats.task}")
-        elif event in ("runner_on_failed", "runner_on_unreachable"):
-            click.echo(f"  {host}: FAILED {stats.errors[-1] if stats.errors else ''}", err=True)
-
-    def show_diff(host: str, text: str) -> None:
-        if not verbose:  # with -v, Ansible prints its own diff
-            click.echo(f"  {host}: diff\n" + "\n".join("    " + line
-                                                       for line in text.rstrip().splitlines()))
-
-    result = run_site(inventory, limit=limit, extravars=extravars, check=check_mode, diff=diff,
-                      verbose=verbose, vault_password_file=vault, forks=forks,
-                      on_progress=progress, on_diff=show_diff)
-    _summary([h.name for h in hosts], result)
-    if result.failed_hosts or result.status != "successful":
-        if result.failed_hosts:
-            skipped = [h.name for h in hosts if h.name not in result.hosts]
-            stop = (f"; the roll stopped there, not deployed: {', '.join(skipped)}"
-                    if serial and skipped else "")
-            raise MailctlError(f"deploy failed on: {', '.join(result.failed_hosts)}{stop}")
-        raise MailctlError(f"the Ansible run {result.status}: {result.detail or 'no detail'}")
-
-
-def _summary(names: list[str], result) -> None:
-    """One aligned line per host, failures first, then the totals: readable at 50 hosts."""
-    width = max(len(n) for n in names)
-    rows = []
-    for name in names:
-        s = result.hosts.get(name)
-        if s is None:
-            rows.append((2, name, "NOT RUN", ""))
-            continue
-        state = "UNREACHABLE" if s.unreachable else ("FAILED" if s.failed else "ok")
-        platform = f"  [{s.platform}]" if s.platform else ""
-        rows.append((0 if state != "ok" else 1, name, state,
-                     f"ok={s.ok} changed={s.changed} failed={s.failed}{platform}"))
-    click.echo("summary:")
-    for _, name, state, detail in sorted(rows):
-        click.echo(f"  {(name + ':').ljust(width + 1)} {state.ljust(11)}  {detail}".rstrip())
-    count = {k: sum(1 for r in rows if r[2] == k) for k in ("ok", "FAILED", "UNREACHABLE",
-                                                             "NOT RUN")}
-    changed = sum(1 for n in names if n in result.hosts and result.hosts[n].changed)
-    click.echo(f"  {len(names)} host(s): {count['ok']} ok ({changed} changed), "
-               f"{count['FAILED']} failed, {count['UNREACHABLE']} unreachable, "
-               f"{count['NOT RUN']} not run")
-
-
 @main.command()
 @inventory_options
 @click.option("--check", "check_mode", is_flag=True, help="Dry run: report what would change.")
@@ -228,21 +171,22 @@ def _summary(names: list[str], result) -> None:
               help="Rolling waves of N hosts; a failed host stops the roll.")
 @click.option("--ca-dir", type=click.Path(path_type=Path), default=None,
               help="Where the local CA lives (default: INVENTORY/.mailctl-ca).")
-@click.option("-v", "--verbose", is_flag=True, help="Pass Ansible's own output through.")
+@verbose_option
 @click.pass_context
 def deploy(ctx, inv: Inventory, limit, backend, check_mode, diff, forks, serial, ca_dir,
            verbose) -> None:
     """Validate, then apply the configuration to the hosts with Ansible."""
-    params = ctx.params
-    vault = params.get("vault_password_file")
-    _deploy(inv.source, inv, limit=limit, backend=backend, check_mode=check_mode, diff=diff,
-            verbose=verbose, vault=str(vault) if vault else None, forks=forks, ca_dir=ca_dir,
-            serial=serial)
+    from .deploy import deploy as run_deploy
+
+    vault = ctx.params.get("vault_password_file")
+    run_deploy(inv, click.echo, limit=limit, backend=backend, check_mode=check_mode,
+               diff=diff, verbose=verbose, vault=str(vault) if vault else None, forks=forks,
+               ca_dir=ca_dir, serial=serial)
 
 
 @main.command()
 @inventory_options
-@click.option("-v", "--verbose", is_flag=True)
+@verbose_option
 @click.pass_context
 def verify(ctx, inv: Inventory, limit, backend, verbose) -> None:
     """Run the testinfra suite: services, listeners, TLS and the mail path end to end."""
@@ -271,17 +215,18 @@ def sandbox() -> None:
 
 
 @sandbox.command("up")
-@click.option("--backend", type=click.Choice(BACKENDS), default=None)
-@click.option("-v", "--verbose", is_flag=True)
+@backend_option
+@verbose_option
 def sandbox_up(backend, verbose) -> None:
     """Build the image if needed, start the container, deploy, smoke-test and send a
     message (the full suite stays one command away: mailctl verify)."""
     from . import sandbox as sb
+    from .deploy import deploy as run_deploy
 
     sb.start(click.echo)
     inventory = sb.inventory()
     inv = Inventory(inventory)
-    _deploy(inventory, inv, limit=None, backend=backend, verbose=verbose, ca_dir=sb.CA_DIR)
+    run_deploy(inv, click.echo, backend=backend, verbose=verbose, ca_dir=sb.CA_DIR)
     sb.smoke()
     host = inv.mail_hosts(None, backend)[0]
     alice, bob = host.users[0], host.users[1]
@@ -312,17 +257,18 @@ def _sandbox_details(host, sb, inventory: Path, backend: str | None) -> str:
 
 
 @sandbox.command("status")
-def sandbox_status() -> None:
-    """Say whether the sandbox container exists and runs."""
+@click.pass_context
+def sandbox_status(ctx) -> None:
+    """Say whether the sandbox container exists and runs (exit 1 if it does not run)."""
     from . import sandbox as sb
 
     st = sb.status()
     if not st.exists:
         click.echo(f"{sb.NAME}: not created (run `mailctl sandbox up`)")
-        sys.exit(1)
+        ctx.exit(1)
     click.echo(f"{sb.NAME}: {'running' if st.running else 'stopped'}; ports "
                + ", ".join(f"{i}->127.0.0.1:{o}" for i, o in st.ports.items()))
-    sys.exit(0 if st.running else 1)
+    ctx.exit(0 if st.running else 1)
 
 
 @sandbox.command("down")
@@ -337,38 +283,9 @@ def sandbox_down() -> None:
 @click.argument("scenario", required=False)
 def test_cmd(scenario: str | None) -> None:
     """Run molecule scenarios (all, or SCENARIO) from a mailctl checkout."""
-    import subprocess
+    from .scenarios import run_scenarios
 
-    from .paths import share_dir
-
-    root = share_dir()
-    if not (root / "molecule").is_dir():
-        raise InputError("molecule scenarios ship with the source checkout, not the wheel")
-    names = [scenario] if scenario else sorted(
-        p.parent.name for p in (root / "molecule").glob("*/molecule.yml")
-        if not (p.parent / "NOT_IN_CI").exists())
-    if not scenario:
-        for held in sorted((root / "molecule").glob("*/NOT_IN_CI")):
-            reason = held.read_text().strip().splitlines()
-            click.echo(f"not run: {held.parent.name} ({reason[2] if len(reason) > 2 else ''}"
-                       f" ... see {held.relative_to(root)})")
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    import time
-
-    durations: dict[str, float] = {}
-    times_file = os.environ.get("MAILCTL_SCENARIO_TIMES")  # scripts/test's timing table
-    for name in names:
-        click.echo(f"== molecule test -s {name}")
-        started = time.monotonic()
-        code = subprocess.run(["molecule", "test", "-s", name], cwd=root, env=env,
-                              check=False).returncode
-        durations[name] = time.monotonic() - started
-        if times_file:
-            with open(times_file, "a", encoding="utf-8") as handle:
-                handle.write(f"{name} {durations[name]:.0f}\n")
-        if code != 0:
-            raise MailctlError(f"molecule scenario {name} failed")
+    durations = run_scenarios(scenario, click.echo)
     click.echo("scenario times:")
     base = durations.get("default")
     for name, seconds in durations.items():

@@ -24,23 +24,8 @@ from .names import (
     parse_relayhost,
     parse_size,
 )
+from .schema import DEFAULTS  # every variable mailctl reads (None: required)
 
-# Every variable mailctl reads, with its default (None: required).
-DEFAULTS: dict[str, Any] = {
-    "mail_backend": "dovecot",
-    "mail_hostname": None,
-    "mail_domains": None,
-    "mail_users": [],
-    "mail_aliases": [],
-    "mail_relayhost": "",
-    "mail_mynetworks": ["127.0.0.0/8", "[::1]/128"],
-    "mail_message_size_limit": "25M",
-    "mail_tls": {"mode": "selfsigned"},
-    "mail_platform": "debian",
-    "mail_postfix_overrides": {},
-    "mail_dovecot_overrides": {},
-    "mail_cyrus_overrides": {},
-}
 # On an mx host these come from the 'mailstore' hosts (see topology.py), never from its own vars.
 MX_DERIVED = ("mail_domains", "mail_users", "mail_aliases")
 USER_KEYS = ("address", "password", "password_hash", "quota", "aliases")

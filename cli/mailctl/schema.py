@@ -1,0 +1,176 @@
+"""The one schema of the mail variables: names, types, defaults, choices and descriptions.
+
+validate.py checks what the values mean; from this list come its defaults, the mail_common
+role's meta/argument_specs.yml and the README's inventory table. `python -m mailctl.schema`
+rewrites both files; tests/test_schema.py fails when they drift from this list.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .components import PLATFORMS, stores
+
+REQUIRED = object()  # the default of a variable every host must set
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    type: str  # an argument_specs type: str, list, dict, int, path, raw
+    default: Any
+    description: str  # one sentence or two; Markdown backticks are fine in both outputs
+    shown_default: str = ""  # the README's default column, when the value alone says too little
+    elements: str | None = None
+    choices: tuple[str, ...] | None = None
+    spec_default: bool = True  # False: argument_specs states no default (it comes from facts)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("mail_backend", "str", "dovecot", "The mail store on this host.",
+            choices=stores()),
+    Setting("mail_hostname", "str", REQUIRED,
+            "The host's mail name (FQDN); its certificate is issued for it."),
+    Setting("mail_domains", "list", REQUIRED,
+            "Domains this host serves (not set on hosts in group `mx`, which relay the domains "
+            "of the `mailstore` hosts).", elements="str"),
+    Setting("mail_users", "list", [],
+            "Users, each `{address, password | password_hash, quota, aliases}`.",
+            elements="dict"),
+    Setting("mail_aliases", "list", [],
+            "Aliases, each `{address, to}`; `address: \"@domain\"` is a catch-all.",
+            elements="dict"),
+    Setting("mail_relayhost", "str", "",
+            "Smarthost for outgoing mail: `host`, `[host]`, `host:port`, `[host]:port`.",
+            shown_default='`""` (direct)'),
+    Setting("mail_mynetworks", "list", ["127.0.0.0/8", "[::1]/128"],
+            "Networks allowed to relay without AUTH.", shown_default="loopback only",
+            elements="str"),
+    Setting("mail_message_size_limit", "raw", "25M",
+            "Largest message accepted, in bytes or with a unit (`25M`, `1G`)."),
+    Setting("mail_tls", "dict", {"mode": "selfsigned"},
+            "`{mode: selfsigned}` (mailctl's local CA in `INVENTORY/.mailctl-ca`, key 0600) or "
+            "`{mode: files, cert, key, ca}` (files on the controller, relative to the inventory "
+            "directory — keep them outside it, or Ansible reads them as inventory).",
+            shown_default="selfsigned"),
+    Setting("mail_platform", "str", "debian",
+            "Platform family for `mailctl render`; a deploy reads the host's facts (and refuses "
+            "a value that contradicts them).", choices=PLATFORMS, spec_default=False),
+    Setting("mail_postfix_overrides", "dict", {},
+            "Raw main.cf settings (the escape hatch): each replaces a rendered value in place, "
+            "or is appended."),
+    Setting("mail_dovecot_overrides", "dict", {},
+            "Raw top-level dovecot.conf settings, like `mail_postfix_overrides`."),
+    Setting("mail_cyrus_overrides", "dict", {},
+            "Raw imapd.conf settings, like `mail_postfix_overrides`."),
+)
+
+# The mail_common role's own tunables (roles/mail_common/defaults/main.yml): not mail settings.
+ROLE_SETTINGS: tuple[Setting, ...] = (
+    Setting("mail_common_ca_dir", "path", "{{ inventory_dir }}/.mailctl-ca",
+            "Directory on the controller holding mailctl's local CA."),
+    Setting("mail_common_backend_override", "str", "",
+            "One-run override of mail_backend (what C(mailctl deploy --backend) sets)."),
+    Setting("mail_common_cert_days", "int", 825,
+            "Validity in days of a host certificate issued by the local CA."),
+)
+
+DEFAULTS: dict[str, Any] = {s.name: (None if s.default is REQUIRED else s.default)
+                            for s in SETTINGS}
+
+ROOT = Path(__file__).resolve().parents[2]
+SPECS_FILE = ROOT / "roles" / "mail_common" / "meta" / "argument_specs.yml"
+README = ROOT / "README.md"
+TABLE_BEGIN = "<!-- generated from cli/mailctl/schema.py: begin -->"
+TABLE_END = "<!-- generated from cli/mailctl/schema.py: end -->"
+
+SPECS_HEADER = """\
+---
+# Generated from cli/mailctl/schema.py by `python -m mailctl.schema`: edit that file instead.
+"""
+SPECS_DESCRIPTION = [
+    "Loads the platform profile (vars/<os_family>.yml), validates the mail_* variables with "
+    "mailctl's schema (the same as C(mailctl validate); errors name the variable) and renders "
+    "every configuration file with mailctl's templates.",
+    "Installs the packages of the host's components (templates/components.yml) and applies "
+    "them in the registry's order; refuses to switch stores while the old one holds mail.",
+    "Issues the host's certificate from mailctl's local CA (on the controller), or installs "
+    "the files named in mail_tls.",
+    "Types here are loose on purpose; mailctl's schema checks values and reports each problem "
+    "with its field.",
+]
+
+
+def _option(setting: Setting) -> dict[str, Any]:
+    option: dict[str, Any] = {"type": setting.type}
+    if setting.elements:
+        option["elements"] = setting.elements
+    if setting.choices:
+        option["choices"] = list(setting.choices)
+    if setting.default is REQUIRED:
+        # mx hosts take mail_domains from the mailstore hosts: only mail_hostname is
+        # required everywhere
+        if setting.name == "mail_hostname":
+            option["required"] = True
+    elif setting.spec_default:
+        option["default"] = setting.default
+    option["description"] = setting.description.replace("`", "")
+    return option
+
+
+def argument_specs() -> str:
+    spec = {"argument_specs": {"main": {
+        "short_description": "Validated mail settings, rendered files, packages and TLS for "
+                             "mailctl",
+        "description": SPECS_DESCRIPTION,
+        "author": "mailctl developers",
+        "options": {s.name: _option(s) for s in SETTINGS + ROLE_SETTINGS},
+    }}}
+    return SPECS_HEADER + yaml.dump(spec, Dumper=_IndentedDumper, sort_keys=False, width=90,
+                                    allow_unicode=True)
+
+
+class _IndentedDumper(yaml.SafeDumper):
+    """Lists indented under their key, as yamllint and the rest of the roles have them."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False):
+        return super().increase_indent(flow, False)
+
+
+def _shown(setting: Setting) -> str:
+    if setting.shown_default:
+        return setting.shown_default
+    if setting.default is REQUIRED:
+        return "required"
+    return f"`{setting.default}`"
+
+
+def readme_table() -> str:
+    rows = ["| variable | meaning | default |", "|---|---|---|"]
+    for s in SETTINGS:
+        choices = f" One of {', '.join(f'`{c}`' for c in s.choices)}." if s.choices else ""
+        meaning = s.description.replace("|", "\\|")  # a bare | would end the cell
+        rows.append(f"| `{s.name}` | {meaning}{choices} | {_shown(s)} |")
+    return "\n".join([TABLE_BEGIN, *rows, TABLE_END])
+
+
+def readme_with_table(text: str) -> str:
+    begin, end = text.index(TABLE_BEGIN), text.index(TABLE_END) + len(TABLE_END)
+    return text[:begin] + readme_table() + text[end:]
+
+
+def main() -> int:
+    """Rewrite argument_specs.yml and the README's table from SETTINGS."""
+    SPECS_FILE.write_text(argument_specs(), encoding="utf-8")
+    README.write_text(readme_with_table(README.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"wrote {SPECS_FILE.relative_to(ROOT)} and the table in {README.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""The component registry (templates/components.yml): what each component is, per platform
+and host kind, and the proof that a new component is one registry entry and a template —
+rendered, validated offline and planned for the roles with no other change."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mailctl import ansible_bridge, components, render
+from mailctl.checks import check_tree
+from mailctl.model import BACKENDS
+from mailctl.paths import templates_dir
+from mailctl.validate import check_host
+
+HOST_VARS = {"mail_hostname": "mail.example.test", "mail_domains": ["example.test"],
+             "mail_users": [{"address": "alice@example.test", "password": "pw-alice"}]}
+
+# A made-up fourth component: a file, a service and a validator, nothing else.
+MOTD_ENTRY = {
+    "kinds": ["allinone", "mailstore"],
+    "packages": {"debian": ["mailctl-motd"], "redhat": ["mailctl-motd-rpm"],
+                 "suse": ["mailctl-motd"]},
+    "service": {"name": "motd", "action": "restarted", "process": "/usr/sbin/motd",
+                "journal": ["motd"]},
+    "validators": [{"name": "motd says who manages it",
+                    "argv": ["sh", "-c", 'grep -q "Managed by mailctl" "$0"',
+                             "{state_dir}/motd"]}],
+    "smoke": [{"port": 2525, "expect": "^motd"}],
+    "files": [{"template": "motd/motd.j2", "dest": "{state_dir}/motd", "mode": "0640"}],
+}
+MOTD_TEMPLATE = "# {{ header }}\nWelcome to {{ host.hostname }}.\n"
+
+
+@pytest.fixture
+def with_motd(tmp_path, monkeypatch):
+    """A copy of templates/ with the motd entry and its template; the package reads it."""
+    share = tmp_path / "templates"
+    shutil.copytree(templates_dir(), share)
+    registry = yaml.safe_load((share / "components.yml").read_text())
+    registry["motd"] = MOTD_ENTRY
+    (share / "components.yml").write_text(yaml.safe_dump(registry, sort_keys=False))
+    (share / "motd").mkdir()
+    (share / "motd" / "motd.j2").write_text(MOTD_TEMPLATE)
+    for module in (components, render):
+        monkeypatch.setattr(module, "templates_dir", lambda: share)
+    components.registry.cache_clear()
+    render._environment.cache_clear()
+    yield share
+    components.registry.cache_clear()
+    render._environment.cache_clear()
+
+
+def _host(groups=(), **variables):
+    host, findings = check_host("h1", {**HOST_VARS, **variables}, list(groups))
+    assert not findings, findings
+    return host
+
+
+def test_backends_are_the_registry_stores():
+    assert BACKENDS == ("dovecot", "cyrus")
+
+
+def test_components_per_kind_and_platform():
+    def names(host):
+        return [c.name for c in render.host_components(host)]
+
+    assert names(_host()) == ["postfix", "dovecot"]
+    assert names(_host(mail_backend="cyrus")) == ["postfix", "cyrus"]
+    assert names(_host(["mx"], mail_domains=None, mail_users=None)) == ["postfix"]
+    cyrus_suse = {c.name: c for c in render.host_components(
+        _host(mail_backend="cyrus", mail_platform="suse"))}
+    assert cyrus_suse["cyrus"].service == "cyrus"
+    assert cyrus_suse["cyrus"].journal == ("cyrus",)
+    assert cyrus_suse["postfix"].process == "/usr/lib/postfix/bin/master"
+    assert cyrus_suse["cyrus"].validators[0].argv[0] == "/usr/lib/cyrus/bin/cyr_info"
+
+
+def test_every_registry_file_has_its_template_and_a_known_kind():
+    for name, entry in components.registry().items():
+        assert set(entry.get("kinds", [])) <= set(components.KINDS), name
+        for f in entry.get("files", []):
+            assert (templates_dir() / f["template"]).is_file(), (name, f["template"])
+            assert set(f.get("kinds", [])) <= set(components.KINDS), (name, f)
+            assert set(f.get("backends", [])) <= set(BACKENDS), (name, f)
+
+
+def test_a_fourth_component_is_one_entry_and_a_template(with_motd, tmp_path):
+    host = _host()
+    files = {f.path: f for f in render.render_host(host)}
+    motd = files["/etc/mailctl/motd"]
+    assert motd.component == "motd" and motd.mode == "0640"
+    assert motd.content == ("# Managed by mailctl from motd/motd.j2 — local edits are "
+                            "overwritten on the next deploy.\nWelcome to mail.example.test.\n")
+    # mailctl check runs its validator on the render ...
+    root = tmp_path / "tree"
+    render.write_tree(list(files.values()), root)
+    results = {r.validator: r for r in check_tree(host, root)}
+    assert results["motd says who manages it"].ok is True
+    # ... which fails when the file is wrong
+    (root / "etc/mailctl/motd").write_text("hand-edited\n")
+    assert {r.validator: r.ok for r in check_tree(host, root)}["motd says who manages it"] \
+        is False
+    # the roles get its packages, service, validator and smoke test, applied before Postfix
+    summary = ansible_bridge.host_summary({"name": "h1", "groups": [],
+                                           "os_family": "RedHat", "variables": HOST_VARS})
+    planned = {c["name"]: c for c in summary["components"]}
+    assert [c["name"] for c in summary["components"]] == ["dovecot", "motd", "postfix"]
+    assert planned["motd"]["service"] == "motd"
+    assert planned["motd"]["action"] == "restarted"
+    assert planned["motd"]["validators"][0]["argv"][-1] == "/etc/mailctl/motd"
+    assert planned["motd"]["smoke"] == [{"port": 2525, "expect": "^motd"}]
+    assert planned["motd"]["role"] is None  # mail_common's apply_component applies it
+    assert "mailctl-motd-rpm" in summary["packages"]
+    # not on an mx host (kinds)
+    mx = _host(["mx"], mail_domains=None, mail_users=None)
+    assert "motd" not in [c.name for c in render.host_components(mx)]
+
+
+def test_the_roles_take_everything_about_a_component_from_the_registry():
+    """No role or task file names a component's service, packages or validator itself."""
+    roles = Path(__file__).resolve().parents[1] / "roles"
+    text = "\n".join(line for p in roles.rglob("*.yml")
+                     if p.parent.name in ("tasks", "vars", "handlers", "defaults")
+                     for line in p.read_text().splitlines()
+                     if not line.lstrip().startswith("#"))  # comments may explain
+    for needle in ("doveconf", "cyr_info", "postfix check", "dovecot-core", "cyrus-pop3d",
+                   "services.", "journal_units", "service_patterns", "store_packages"):
+        assert needle not in text, needle
