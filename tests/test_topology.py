@@ -151,12 +151,12 @@ def test_roles_install_what_render_writes_for_every_topology_host():
     hostvars = {n: inv.host_vars(n).variables for n in names}
     groups = {"mx": [n for n in names if n.startswith("mx")],
               "mailstore": [n for n in names if n.startswith("store")]}
-    peers = ansible_bridge.topology_peers(hostvars, groups)
+    topology = ansible_bridge.plan_topology(hostvars, groups)
     for name in names:
         hv = inv.host_vars(name)
         via_ansible = ansible_bridge.host_files({"name": name, "groups": hv.groups,
-                                                 "variables": hv.variables, "peers": peers,
-                                                 "os_family": "Debian"})
+                                                 "variables": hv.variables,
+                                                 "topology": topology, "os_family": "Debian"})
         assert {f["path"]: f["content"] for f in via_ansible} == files_of(name), name
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from . import components, platforms
 from .platforms import OS_FAMILIES
 from .render import host_components, render_host, tls_paths
-from .topology import Topology, plan
+from .topology import Route, Topology, plan
 from .validate import ROLE_PREFIXES, check_host
 
 
@@ -42,22 +42,35 @@ def _host(data: dict[str, Any]):
 
 
 def _topology(data: dict[str, Any]) -> Topology:
-    """The topology from data['peers']: every mx and mailstore host of the inventory."""
-    peers = data.get("peers") or []
-    if not peers:
-        return Topology()
+    """The topology planned once for the play (data['topology'], see plan_topology)."""
+    planned = data.get("topology") or {}
+    return Topology(
+        routes=tuple(Route(r["domain"], r["store"], r["store_name"])
+                     for r in planned.get("routes", [])),
+        recipients=tuple(planned.get("recipients", [])))
+
+
+def plan_topology(hostvars: Any, groups: dict[str, list[str]],
+                  backend: str | None = None) -> dict[str, Any]:
+    """Validate every mx and mailstore host once and plan the routes between them, as plain
+    data for every host's mailctl_host/mailctl_files call (run once per play, not once per
+    host: the cost stays linear in the number of hosts)."""
     hosts, lines = [], []
-    for peer in peers:
-        host, findings = check_host(str(peer.get("name")), dict(peer.get("variables") or {}),
-                                    list(peer.get("groups") or []), data.get("backend") or None)
-        lines += [f"{peer.get('name')}: {f.field}: {f.message}" for f in findings]
+    for peer in topology_peers(hostvars, groups):
+        host, findings = check_host(str(peer["name"]), dict(peer["variables"]),
+                                    list(peer["groups"]), backend or None)
+        lines += [f"{peer['name']}: {f.field}: {f.message}" for f in findings]
         if host:
             hosts.append(host)
+    if not hosts:
+        return {"routes": [], "recipients": []}
     topology, problems = plan(hosts)
     lines += [f"{p.host}: {p.field}: {p.message}" for p in problems]
     if lines:
         raise BridgeError("\n".join(lines))
-    return topology
+    return {"routes": [{"domain": r.domain, "store": r.store, "store_name": r.store_name}
+                       for r in topology.routes],
+            "recipients": list(topology.recipients)}
 
 
 def host_files(data: dict[str, Any]) -> list[dict[str, Any]]:

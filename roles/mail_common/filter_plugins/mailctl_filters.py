@@ -27,12 +27,21 @@ def _wrap(func):
     return call
 
 
+def _wrap_args(func):
+    def call(*args):
+        try:
+            return func(*args)
+        except ansible_bridge.BridgeError as exc:
+            raise AnsibleFilterError(f"mailctl: invalid mail settings:\n{exc}") from None
+    return call
+
+
 class FilterModule:
     def filters(self):
         return {
             "mailctl_files": _wrap(ansible_bridge.host_files),
             "mailctl_host": _wrap(ansible_bridge.host_summary),
-            "mailctl_topology_peers": ansible_bridge.topology_peers,
+            "mailctl_topology": _wrap_args(ansible_bridge.plan_topology),
             "mailctl_stale": ansible_bridge.stale_files,
             "mailctl_stale_sources": ansible_bridge.stale_sources,
             "mailctl_installed": ansible_bridge.installed_stores,
