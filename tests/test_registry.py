@@ -130,3 +130,42 @@ def test_the_roles_take_everything_about_a_component_from_the_registry():
     for needle in ("doveconf", "cyr_info", "postfix check", "dovecot-core", "cyrus-pop3d",
                    "services.", "journal_units", "service_patterns", "store_packages"):
         assert needle not in text, needle
+
+
+def test_a_release_with_other_syntax_is_a_profile_entry_not_a_new_family(tmp_path, monkeypatch):
+    """The platform profile's version axis: "RedHat 10" (say, with Postfix 3.8) gets the 3.6
+    syntax from `releases` while RedHat 9 keeps its own — one family, no new profile."""
+    from dataclasses import replace
+
+    from mailctl import platforms
+
+    roles = tmp_path / "roles"
+    shutil.copytree(platforms.roles_dir() / "mail_common" / "vars",
+                    roles / "mail_common" / "vars")
+    redhat = roles / "mail_common" / "vars" / "RedHat.yml"
+    data = yaml.safe_load(redhat.read_text())
+    data["__mail_common_platform"]["releases"] = {"RedHat 10": {"postfix_syntax": {
+        "compatibility_level": "3.6", "tls_protocols": ">=TLSv1.2"}}}
+    redhat.write_text(yaml.safe_dump(data))
+    monkeypatch.setattr(platforms, "roles_dir", lambda: roles)
+    platforms.profile.cache_clear()
+    platforms.names.cache_clear()
+    try:
+        host = _host(mail_platform="redhat")
+
+        def main_cf(h):
+            return next(f.content for f in render.render_host(h) if f.path.endswith("main.cf"))
+
+        assert "compatibility_level = 2\n" in main_cf(host)
+        assert "compatibility_level = 2\n" in main_cf(replace(host, release="RedHat 9"))
+        ten = main_cf(replace(host, release="RedHat 10"))
+        assert "compatibility_level = 3.6\n" in ten and ">=TLSv1.2" in ten
+        # the bridge takes the release from the host's facts
+        summary = ansible_bridge.host_files({"name": "h1", "groups": [], "os_family": "RedHat",
+                                             "os_release": "RedHat 10",
+                                             "variables": HOST_VARS})
+        assert "compatibility_level = 3.6\n" in next(
+            f["content"] for f in summary if f["path"].endswith("main.cf"))
+    finally:
+        platforms.profile.cache_clear()
+        platforms.names.cache_clear()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,8 @@ def _host(data: dict[str, Any]):
     if findings:
         raise BridgeError("\n".join(f"{data.get('name')}: {f.field}: {f.message}"
                                     for f in findings))
-    return host
+    # the release the host reports selects the profile's per-release values
+    return replace(host, release=data.get("os_release") or None)
 
 
 def _topology(data: dict[str, Any]) -> Topology:
@@ -135,7 +137,7 @@ def host_summary(data: dict[str, Any]) -> dict[str, Any]:
     """The facts the roles' tasks need (backend, hostname, users, the host's components
     from the registry, the TLS files ...), as plain data."""
     host = _host(data)
-    names = platforms.names(host.platform)
+    names = platforms.names(host.platform, host.release)
     picked = host_components(host)
     tls = tls_paths(host)
     if host.tls.mode == "selfsigned":
@@ -159,7 +161,7 @@ def host_summary(data: dict[str, Any]) -> dict[str, Any]:
         "components": [c.as_dict() for c in components.apply_order(picked)],
         "mta_groups": list(dict.fromkeys(g for c in picked for g in c.mta_groups)),
         "packages": list(dict.fromkeys(
-            platforms.profile(host.platform)["common_packages"]
+            platforms.profile(host.platform, host.release)["common_packages"]
             + [p for c in picked for p in c.packages])),
         # the stores this host does not run: a switch away from one must not strand mail
         "other_stores": [

@@ -78,7 +78,7 @@ def check_inventory(inv: Inventory, limit: str | None = None,
 def check_tree(host: MailHost, root: Path) -> list[CheckResult]:
     """Run every validator of the host's components (the registry) on the files rendered
     for `host` under root (root/etc/postfix/main.cf ...)."""
-    paths = platforms.names(host.platform)
+    paths = platforms.names(host.platform, host.release)
     results = []
     for component in host_components(host):
         dests = {entry["dest"].format(**paths) for entry in component.files}

@@ -71,6 +71,9 @@ class MailHost:
     postfix_overrides: dict = field(default_factory=dict)
     dovecot_overrides: dict = field(default_factory=dict)
     cyrus_overrides: dict = field(default_factory=dict)
+    # The distribution release a deploy found ("Debian 12"): selects the platform profile's
+    # per-release values. None offline (mailctl render): the family's own values.
+    release: str | None = None
 
     @property
     def virtual_aliases(self) -> tuple[Alias, ...]:

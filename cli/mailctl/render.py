@@ -95,7 +95,7 @@ def header(template: str) -> str:
 def tls_paths(host: MailHost) -> dict[str, str]:
     """Where the host's certificate, key and CA certificate are installed (the one place
     their names are made)."""
-    tls_dir = platforms.profile(host.platform)["paths"]["tls_dir"]
+    tls_dir = platforms.profile(host.platform, host.release)["paths"]["tls_dir"]
     return {"cert": f"{tls_dir}/{host.hostname}.crt", "key": f"{tls_dir}/{host.hostname}.key",
             "ca": f"{tls_dir}/ca.crt"}
 
@@ -103,14 +103,14 @@ def tls_paths(host: MailHost) -> dict[str, str]:
 def host_components(host: MailHost) -> list[Component]:
     """The registry's components for this host, resolved for its platform and kind."""
     return components.for_host(host.platform, host.kind, host.backend or "",
-                               platforms.names(host.platform))
+                               platforms.names(host.platform, host.release))
 
 
 def render_host(host: MailHost, topology: Topology = NO_TOPOLOGY) -> list[RenderedFile]:
     """Every file this host needs, rendered, in registry order. The topology (routes to the
     mailstore hosts) matters to hosts in group mx or mailstore only."""
-    plat = platforms.profile(host.platform)
-    fmt_vars = platforms.names(host.platform)
+    plat = platforms.profile(host.platform, host.release)
+    fmt_vars = platforms.names(host.platform, host.release)
     env = _environment()
     files = []
     for component in host_components(host):

@@ -36,7 +36,7 @@ def mail(host, mail_inventory):
 
 @pytest.fixture(scope="module")
 def platform(mail):
-    return profile(mail.platform)
+    return profile(mail.platform, mail.release)
 
 
 @pytest.fixture(scope="module")
