@@ -220,20 +220,29 @@ def sandbox() -> None:
 def sandbox_up(backend, verbose) -> None:
     """Build the image if needed, start the container, deploy, smoke-test and send a
     message (the full suite stays one command away: mailctl verify)."""
+    import time
+
     from . import sandbox as sb
     from .deploy import deploy as run_deploy
 
+    marks = [time.monotonic()]
     sb.start(click.echo)
+    marks.append(time.monotonic())
     inventory = sb.inventory()
     inv = Inventory(inventory)
     run_deploy(inv, click.echo, backend=backend, verbose=verbose, ca_dir=sb.CA_DIR)
+    marks.append(time.monotonic())
     sb.smoke()
     host = inv.mail_hosts(None, backend)[0]
     alice, bob = host.users[0], host.users[1]
     subject = sb.demo_delivery(alice.address, alice.password, bob.address, bob.password)
+    marks.append(time.monotonic())
     click.echo(f"\ndelivered: {alice.address} -> {bob.address} {subject!r}: sent on "
                f"127.0.0.1:{sb.PORTS[587]} (STARTTLS + AUTH), read back on "
                f"127.0.0.1:{sb.PORTS[993]} (IMAPS) and 127.0.0.1:{sb.PORTS[995]} (POP3S)")
+    click.echo(f"up in {marks[-1] - marks[0]:.0f} s: container (and image) "
+               f"{marks[1] - marks[0]:.0f} s, deploy {marks[2] - marks[1]:.0f} s, "
+               f"ports, TLS and delivery {marks[3] - marks[2]:.0f} s")
     click.echo(_sandbox_details(host, sb, inventory, backend))
 
 
