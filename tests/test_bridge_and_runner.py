@@ -140,3 +140,17 @@ def test_stale_sources_reads_the_controller_files(tmp_path):
     # the installed cert matches; a source that cannot be read is left to the copy task
     assert ansible_bridge.stale_sources(files, [same, "missing"]) == files[1:]
     assert ansible_bridge.stale_sources(files, [same.replace("644", "600"), "x"]) == files
+
+
+def test_summary_and_files_of_one_host_share_one_validation(monkeypatch):
+    """The roles ask for both in one task: the schema runs once for them, not twice."""
+    calls = []
+    real = ansible_bridge.check_host
+    monkeypatch.setattr(ansible_bridge, "check_host",
+                        lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    data = bridge_input(mail_users=[{"address": "bob@example.test", "password": "pw-bob"}])
+    ansible_bridge.host_summary(data)
+    ansible_bridge.host_files(data)
+    assert calls == ["h1"]
+    ansible_bridge.host_files(bridge_input())  # another input is validated afresh
+    assert calls == ["h1", "h1"]

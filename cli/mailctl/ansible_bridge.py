@@ -5,6 +5,7 @@ and the same renderer as the CLI, so a plain ansible-playbook run validates exac
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +22,20 @@ class BridgeError(Exception):
     """Raised with one line per problem; the filter plugin re-raises it for Ansible."""
 
 
+_VALIDATED: dict[str, Any] = {}  # input (as JSON) -> MailHost, within one process
+
+
 def _host(data: dict[str, Any]):
+    """The validated host. The roles' set_fact asks for its summary and its files in one
+    task (one process): they share one validation, not one each."""
+    key = json.dumps(data, sort_keys=True, default=repr)
+    if key not in _VALIDATED:
+        _VALIDATED.clear()  # one host per task: keep only the latest
+        _VALIDATED[key] = _validated_host(data)
+    return _VALIDATED[key]
+
+
+def _validated_host(data: dict[str, Any]):
     variables = dict(data.get("variables") or {})
     family = data.get("os_family")
     fact_platform = OS_FAMILIES.get(family) if family else None
