@@ -44,7 +44,7 @@ def installed(wheel, tmp_path_factory) -> Path:
 def test_wheel_contents(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in ("mailctl/__init__.py", "mailctl/cli.py", "mailctl/render.py",
-                     "mailctl/_share/templates/manifest.yml",
+                     "mailctl/_share/templates/components.yml",
                      "mailctl/_share/templates/postfix/main.cf.j2",
                      "mailctl/_share/templates/dovecot/dovecot.conf.j2",
                      "mailctl/_share/templates/cyrus/imapd.conf.j2",
