@@ -1,4 +1,6 @@
-"""Platform profiles: package names, paths, users and services per OS family, as data.
+"""Platform profiles: paths, users, package index commands and Postfix syntax per OS family
+(with per-release values), as data; the components' packages and services are in the
+component registry (templates/components.yml).
 
 The profiles live in roles/mail_common/vars/<Family>.yml so the roles load the very same
 files (first-found on ansible_os_family) that `mailctl render` reads here.
