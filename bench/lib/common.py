@@ -94,12 +94,8 @@ def start_container(name: str, reuse: bool) -> bool:
         return True
     docker("rm", "-f", name, check=False)
     containers.run_systemd(name, IMAGE, f"mail.{DOMAIN}", "--network", "bridge")
-    wait_booted(name)
+    containers.wait_booted(name)
     return False
-
-
-def wait_booted(name: str, timeout: float = 90) -> None:
-    containers.wait_booted(name, timeout)
 
 
 def remove(names: list[str]) -> None:

@@ -9,7 +9,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import platforms
 from .components import Validator
 from .inventory import Inventory
 from .model import MailHost
@@ -78,10 +77,9 @@ def check_inventory(inv: Inventory, limit: str | None = None,
 def check_tree(host: MailHost, root: Path) -> list[CheckResult]:
     """Run every validator of the host's components (the registry) on the files rendered
     for `host` under root (root/etc/postfix/main.cf ...)."""
-    paths = platforms.names(host.platform, host.release)
     results = []
     for component in host_components(host):
-        dests = {entry["dest"].format(**paths) for entry in component.files}
+        dests = {entry["dest"] for entry in component.files}
         for validator in component.validators:
             results.append(_run_offline(host.name, validator, root, dests))
     return results

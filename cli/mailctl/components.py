@@ -73,7 +73,7 @@ class Component:
     socket: str | None
     tls_key_group: str | None
     mta_groups: tuple[str, ...]
-    files: tuple[dict[str, Any], ...]  # registry file entries for this host
+    files: tuple[dict[str, Any], ...]  # registry file entries for this host, paths filled
     mail: dict[str, Any] | None  # stores: {installed, path, pattern}
 
     def as_dict(self) -> dict[str, Any]:
@@ -115,7 +115,10 @@ def resolve(name: str, platform: str, kind: str, backend: str,
         tls_key_group=_fill(entry["tls_key_group"], names) if entry.get("tls_key_group")
         else None,
         mta_groups=tuple(_fill(entry.get("mta_groups", []), names)),
-        files=tuple(f for f in entry.get("files", [])
+        files=tuple({**f, "dest": _fill(f["dest"], names),
+                     "owner": _fill(f.get("owner", "root"), names),
+                     "group": _fill(f.get("group", "root"), names)}
+                    for f in entry.get("files", [])
                     if kind in f.get("kinds", [kind])
                     and backend in f.get("backends", [backend])),
         mail=({"installed": list(for_platform(mail["installed"], platform)),

@@ -110,7 +110,6 @@ def render_host(host: MailHost, topology: Topology = NO_TOPOLOGY) -> list[Render
     """Every file this host needs, rendered, in registry order. The topology (routes to the
     mailstore hosts) matters to hosts in group mx or mailstore only."""
     plat = platforms.profile(host.platform, host.release)
-    fmt_vars = platforms.names(host.platform, host.release)
     env = _environment()
     files = []
     for component in host_components(host):
@@ -122,10 +121,10 @@ def render_host(host: MailHost, topology: Topology = NO_TOPOLOGY) -> list[Render
             text = env.get_template(entry["template"]).render(**context)
             files.append(RenderedFile(
                 component=component.name,
-                path=entry["dest"].format(**fmt_vars),
+                path=entry["dest"],
                 content=text,
-                owner=entry.get("owner", "root").format(**fmt_vars),
-                group=entry.get("group", "root").format(**fmt_vars),
+                owner=entry["owner"],
+                group=entry["group"],
                 mode=entry.get("mode", "0644"),
                 secret=bool(entry.get("secret", False)),
                 template=entry["template"],
