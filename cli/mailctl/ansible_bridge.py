@@ -54,7 +54,8 @@ def _validated_host(data: dict[str, Any]):
         raise BridgeError("\n".join(f"{data.get('name')}: {f.field}: {f.message}"
                                     for f in findings))
     # the release the host reports selects the profile's per-release values
-    return replace(host, release=data.get("os_release") or None)
+    return replace(host, release=data.get("os_release") or None,
+                   resolvers=tuple(data.get("resolvers") or ()))
 
 
 def _topology(data: dict[str, Any]) -> Topology:
@@ -162,6 +163,7 @@ def host_summary(data: dict[str, Any]) -> dict[str, Any]:
         sources = [_controller_path(p, data) for p in
                    (host.tls.cert_src, host.tls.key_src, host.tls.ca_src or host.tls.cert_src)]
     key_groups = [c.tls_key_group for c in picked if c.tls_key_group]
+    profile = platforms.profile(host.platform, host.release)
     return {
         "name": host.name,
         "hostname": host.hostname,
@@ -175,7 +177,7 @@ def host_summary(data: dict[str, Any]) -> dict[str, Any]:
         "components": [c.as_dict() for c in components.apply_order(picked)],
         "mta_groups": list(dict.fromkeys(g for c in picked for g in c.mta_groups)),
         "packages": list(dict.fromkeys(
-            platforms.profile(host.platform, host.release)["common_packages"]
+            profile["common_packages"]
             + [p for c in picked for p in c.packages])),
         # the stores this host does not run: a switch away from one must not strand mail
         "other_stores": [
@@ -189,6 +191,15 @@ def host_summary(data: dict[str, Any]) -> dict[str, Any]:
              "group": key_groups[0] if key_groups else "root", "mode": "0640"},
             {"src": sources[2], "dest": tls["ca"], "group": "root", "mode": "0644"},
         ],
+        "dkim_mode": host.dkim.mode,
+        # the signing keys: made on the controller (generate) or read there (files); only
+        # the selector each domain signs with goes to the host
+        "dkim_keys": [
+            {"domain": d, "selector": host.dkim.selector_for(d),
+             "src": _controller_path(host.dkim.key_path(str(data.get("ca_dir") or "."), d,
+                                                        host.dkim.selector_for(d)), data),
+             "dest": f"{profile['paths']['opendkim_dir']}/keys/{d}.{host.dkim.selector_for(d)}.key"}
+            for d in (host.domains if host.signs else ())],
     }
 
 

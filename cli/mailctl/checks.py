@@ -91,6 +91,17 @@ def _run_offline(host: str, validator: Validator, root: Path, dests: set[str]) -
     argv = [Path(validator.argv[0]).name]
     for arg in validator.argv[1:]:
         argv.append(str(root / arg.lstrip("/")) if arg.startswith("/") else arg)
+    if validator.rebase:
+        # the configuration names its tables by their host paths: point a copy at the
+        # rendered ones instead
+        for i, arg in enumerate(validator.argv[1:], start=1):
+            if arg in dests:
+                text = Path(argv[i]).read_text(encoding="utf-8")
+                for dest in sorted(dests, key=len, reverse=True):
+                    text = text.replace(dest, str(root / dest.lstrip("/")))
+                rebased = Path(argv[i]).with_name(Path(argv[i]).name + ".offline")
+                rebased.write_text(text, encoding="utf-8")
+                argv[i] = str(rebased)
     if not validator.readable_copy:
         return _run(host, validator.name, argv, silent_ok=validator.silent)
     # Tools that drop to a service user cannot enter a private temporary directory: give

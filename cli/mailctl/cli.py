@@ -209,6 +209,25 @@ def verify(ctx, inv: Inventory, limit, backend, verbose) -> None:
     click.echo(f"verify: all checks passed on {len(checked)} host(s)")
 
 
+@main.command("dns")
+@inventory_options
+@click.option("--domain", default=None, help="Only this domain (and the host records it uses).")
+@click.option("--format", "output_format", type=click.Choice(["zone", "json"]), default="zone",
+              show_default=True, help="Zone-file lines, or JSON.")
+@click.option("--ca-dir", type=click.Path(path_type=Path), default=None,
+              help="Where the local CA and DKIM keys live (default: INVENTORY/.mailctl-ca).")
+def dns_cmd(inv: Inventory, limit, backend, domain, output_format, ca_dir) -> None:
+    """Print the DNS records to publish for each mail domain: MX, A/AAAA, SPF, DKIM, DMARC,
+    MTA-STS, TLS-RPT, SRV and TLSA (missing DKIM keys and local-CA certificates are made
+    first, as a deploy would)."""
+    from .dns import dns_report, to_json, to_zone
+
+    report = dns_report(inv, limit=limit, backend=backend, domain=domain, ca_dir=ca_dir)
+    for line in report.warnings:
+        click.echo(f"warning: {line}", err=True)
+    click.echo(to_json(report) if output_format == "json" else to_zone(report), nl=False)
+
+
 @main.group()
 def sandbox() -> None:
     """The embedded default: a local mail server in a container, ports on 127.0.0.1."""

@@ -4,7 +4,7 @@ ports, socket. Pure: nothing here touches a host."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -50,6 +50,7 @@ class Validator:
     argv: tuple[str, ...]
     silent: bool = False  # any output fails too
     readable_copy: bool = False  # offline: run on world-readable copies
+    rebase: bool = False  # offline: the file names the component's other files by host path
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "argv": list(self.argv), "silent": self.silent}
@@ -89,9 +90,11 @@ class Component:
 
 
 def resolve(name: str, platform: str, kind: str, backend: str,
-            names: Mapping[str, str]) -> Component:
+            names: Mapping[str, str], enabled: Callable[[str], bool] = lambda _: True
+            ) -> Component:
     """Component `name` on `platform` for a host of `kind` whose store is `backend`; `names`
-    fills the {placeholders} (the platform profile's paths and users)."""
+    fills the {placeholders} (the platform profile's paths and users); `enabled` answers
+    a file's `when` (a property of the host)."""
     entry = registry()[name]
     service = entry.get("service") or {}
     mail = entry.get("mail")
@@ -107,7 +110,7 @@ def resolve(name: str, platform: str, kind: str, backend: str,
         journal=tuple(for_platform(service.get("journal", []), platform)),
         validators=tuple(
             Validator(v["name"], tuple(_fill(v["argv"], names)), bool(v.get("silent")),
-                      bool(v.get("readable_copy")))
+                      bool(v.get("readable_copy")), bool(v.get("rebase")))
             for v in entry.get("validators", [])),
         smoke=tuple({"port": s["port"], "expect": s["expect"]}
                     for s in entry.get("smoke", []) if kind in s.get("kinds", [kind])),
@@ -120,23 +123,27 @@ def resolve(name: str, platform: str, kind: str, backend: str,
                      "group": _fill(f.get("group", "root"), names)}
                     for f in entry.get("files", [])
                     if kind in f.get("kinds", [kind])
-                    and backend in f.get("backends", [backend])),
+                    and backend in f.get("backends", [backend])
+                    and ("when" not in f or enabled(f["when"]))),
         mail=({"installed": list(for_platform(mail["installed"], platform)),
                "path": names[mail["path"]], "pattern": mail["pattern"]} if mail else None),
     )
 
 
-def for_host(platform: str, kind: str, backend: str,
-             names: Mapping[str, str]) -> list[Component]:
+def for_host(platform: str, kind: str, backend: str, names: Mapping[str, str],
+             enabled: Callable[[str], bool] = lambda _: True) -> list[Component]:
     """The components a host runs, in registry order: every non-store component of its
-    kind, and its own store (an mx host has none)."""
+    kind whose `when` holds (`enabled` answers it: a property of the host), and its own
+    store (an mx host has none)."""
     picked = []
     for name, entry in registry().items():
         if kind not in entry.get("kinds", KINDS):
             continue
         if entry.get("store") and name != backend:
             continue
-        picked.append(resolve(name, platform, kind, backend, names))
+        if "when" in entry and not enabled(entry["when"]):
+            continue
+        picked.append(resolve(name, platform, kind, backend, names, enabled))
     return picked
 
 

@@ -13,6 +13,7 @@ import yaml
 
 from .errors import InputError, Problem, ValidationFailed
 from .model import TOPOLOGY_GROUPS, MailHost
+from .names import NameSyntaxError, normalize_domain
 from .paths import playbooks_dir
 from .topology import Topology, plan
 from .validate import DEFAULTS, check_host
@@ -36,6 +37,7 @@ class Inventory:
             raise InputError(f"{self.source}: inventory not found")
         self._loader, self._inventory, self._variables = _ansible_load(
             self.source, vault_password_file)
+        self._served: set[str] | None = None
 
     def host_names(self, limit: str | None = None) -> list[str]:
         self._inventory.subset(limit)
@@ -109,6 +111,41 @@ class Inventory:
                                      f"mail_tls.{key}", f"{path!r}: no such file"))
         return found
 
+    def _dkim_problems(self, host: MailHost) -> list[Problem]:
+        """mail_dkim: in mode 'files' every key the host signs or publishes with must exist;
+        a per-domain selector must belong to a domain some host of the inventory serves."""
+        found = []
+        if host.dkim.mode == "files" and host.dkim.key_file and host.kind != "mx":
+            base = self.source if self.source.is_dir() else self.source.parent
+            for domain in host.domains:
+                for selector in host.dkim.published(domain):
+                    path = host.dkim.key_path("", domain, selector)
+                    if not (base / path).is_file():
+                        found.append(Problem(self.file_of(host.name, "mail_dkim"), host.name,
+                                             "mail_dkim.key_file",
+                                             f"{path!r} (domain {domain}, selector {selector}): "
+                                             "no such file"))
+        served = self.served_domains()
+        for domain, _selector in host.dkim.selectors:
+            if domain not in served:
+                found.append(Problem(self.file_of(host.name, "mail_dkim"), host.name,
+                                     f"mail_dkim.selectors.{domain}",
+                                     f"{domain!r} is a domain on no host of this inventory"))
+        return found
+
+    def served_domains(self) -> set[str]:
+        """Every domain some host of the inventory lists in mail_domains (raw, normalised)."""
+        if self._served is None:
+            self._served = set()
+            for name in self.host_names(None):
+                raw = self.host_vars(name).variables.get("mail_domains") or []
+                for domain in raw if isinstance(raw, list) else []:
+                    try:
+                        self._served.add(normalize_domain(domain))
+                    except NameSyntaxError:
+                        pass  # that host's own finding
+        return self._served
+
     def _unparsable_vars_file(self) -> str | None:
         """Ansible's parse errors do not always say which file: find it ourselves."""
         base = self.source if self.source.is_dir() else self.source.parent
@@ -177,7 +214,7 @@ class Inventory:
         problems = [Problem(self.file_of(name, f.variable), name, f.field, f.message)
                     for f in findings]
         if host:
-            problems += self._missing_tls_files(host)
+            problems += self._missing_tls_files(host) + self._dkim_problems(host)
         return host, problems
 
 

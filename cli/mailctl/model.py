@@ -10,6 +10,9 @@ BACKENDS = components.stores()  # the mail stores in the component registry
 PLATFORMS = components.PLATFORMS
 TOPOLOGY_GROUPS = components.KINDS[1:]  # the groups that make a host an mx or a mailstore
 TLS_MODES = ("selfsigned", "files")
+DKIM_MODES = ("generate", "files", "off")
+DMARC_POLICIES = ("none", "quarantine", "reject")
+MTA_STS_MODES = ("testing", "enforce", "none")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,56 @@ class Tls:
 
 
 @dataclass(frozen=True)
+class Dkim:
+    """How this host signs (mail_dkim). Keys are RSA 2048, one per domain and selector."""
+
+    mode: str = "generate"  # generate: made on the controller beside the local CA
+    selector: str = "mail"  # the default selector, for every domain without its own
+    selectors: tuple[tuple[str, str], ...] = ()  # (domain, selector): per-domain selectors
+    publish: tuple[str, ...] = ()  # more selectors kept in DNS (key rotation)
+    # mode 'files': the private key's path on the controller, with {domain} and {selector}
+    # (relative paths: to the inventory directory)
+    key_file: str | None = None
+
+    @property
+    def signs(self) -> bool:
+        return self.mode != "off"
+
+    def selector_for(self, domain: str) -> str:
+        return dict(self.selectors).get(domain, self.selector)
+
+    def published(self, domain: str) -> tuple[str, ...]:
+        """The selectors whose records `mailctl dns` prints for domain: the signing one
+        first, then the others still (or already) published."""
+        return tuple(dict.fromkeys((self.selector_for(domain), *self.publish)))
+
+    def key_path(self, state_dir: str, domain: str, selector: str) -> str:
+        """Where the private key lives on the controller (relative: to the inventory)."""
+        if self.mode == "files" and self.key_file:
+            return self.key_file.format(domain=domain, selector=selector)
+        return f"{state_dir}/dkim/{domain}.{selector}.key"
+
+
+@dataclass(frozen=True)
+class Dmarc:
+    """DMARC: the policy published for this host's domains, and what inbound mail gets."""
+
+    reject: bool = True  # refuse (5xx at end of data) mail failing a p=reject domain's DMARC
+    policy: str = "quarantine"  # the p= of the records `mailctl dns` prints
+    report_to: str = ""  # rua address; empty: postmaster@<domain>
+
+
+@dataclass(frozen=True)
+class DnsPublish:
+    """What `mailctl dns` needs beyond the mail settings (mail_dns, mail_public_ipv4/6)."""
+
+    ipv4: str = ""
+    ipv6: str = ""
+    ttl: int = 3600
+    mta_sts: str = "testing"  # the MTA-STS policy mode; none: no MTA-STS records
+
+
+@dataclass(frozen=True)
 class MailHost:
     """Everything mailctl knows about one host after validation."""
 
@@ -71,12 +124,37 @@ class MailHost:
     postfix_overrides: dict = field(default_factory=dict)
     dovecot_overrides: dict = field(default_factory=dict)
     cyrus_overrides: dict = field(default_factory=dict)
+    dkim: Dkim = Dkim()
+    dmarc: Dmarc = Dmarc()
+    dns: DnsPublish = DnsPublish()
     # The distribution release a deploy found ("Debian 12"): selects the platform profile's
     # per-release values. None offline (mailctl render): the family's own values.
     release: str | None = None
+    # The resolvers of the host's /etc/resolv.conf (facts at deploy; () offline): OpenDKIM's
+    # resolver library does not read that file, so it is told them.
+    resolvers: tuple[str, ...] = ()
 
     @property
     def virtual_aliases(self) -> tuple[Alias, ...]:
         """Inventory aliases plus each user's own aliases, in a stable order."""
         own = tuple(Alias(a, (u.address,)) for u in self.users for a in u.aliases)
         return self.aliases + own
+
+    @property
+    def authserv_id(self) -> str:
+        """The name in this host's Authentication-Results fields."""
+        return self.hostname
+
+    @property
+    def receives_from_internet(self) -> bool:
+        """Judges inbound mail (DKIM, SPF, DMARC): all-in-one and mx hosts."""
+        return self.kind != "mailstore"
+
+    @property
+    def signs(self) -> bool:
+        """Signs outgoing mail with DKIM: hosts with users (all-in-one, mailstore)."""
+        return self.kind != "mx" and self.dkim.signs
+
+    @property
+    def runs_opendkim(self) -> bool:
+        return self.signs or self.receives_from_internet

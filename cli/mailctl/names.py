@@ -136,3 +136,13 @@ def parse_relayhost(value: object) -> str:
                 f"{value!r} is not a relay host: {host!r} is not a host name") from None
     text = f"[{host}]" if m.group("bracketed") else host
     return text + (f":{m.group('port')}" if m.group("port") else "")
+
+
+def resolv_conf_nameservers(text: str) -> tuple[str, ...]:
+    """The `nameserver` entries of an /etc/resolv.conf, as Ansible's dns facts read them."""
+    servers = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            servers.append(fields[1])
+    return tuple(servers)

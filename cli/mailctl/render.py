@@ -103,7 +103,8 @@ def tls_paths(host: MailHost) -> dict[str, str]:
 def host_components(host: MailHost) -> list[Component]:
     """The registry's components for this host, resolved for its platform and kind."""
     return components.for_host(host.platform, host.kind, host.backend or "",
-                               platforms.names(host.platform, host.release))
+                               platforms.names(host.platform, host.release),
+                               lambda flag: bool(getattr(host, flag)))
 
 
 def render_host(host: MailHost, topology: Topology = NO_TOPOLOGY) -> list[RenderedFile]:

@@ -9,12 +9,28 @@ which file defined it.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .model import BACKENDS, PLATFORMS, TLS_MODES, TOPOLOGY_GROUPS, Alias, MailHost, Tls, User
+from .model import (
+    BACKENDS,
+    DKIM_MODES,
+    DMARC_POLICIES,
+    MTA_STS_MODES,
+    PLATFORMS,
+    TLS_MODES,
+    TOPOLOGY_GROUPS,
+    Alias,
+    Dkim,
+    Dmarc,
+    DnsPublish,
+    MailHost,
+    Tls,
+    User,
+)
 from .names import (
     NameSyntaxError,
     normalize_address,
@@ -31,6 +47,11 @@ MX_DERIVED = ("mail_domains", "mail_users", "mail_aliases")
 USER_KEYS = ("address", "password", "password_hash", "quota", "aliases")
 ALIAS_KEYS = ("address", "to")
 TLS_KEYS = ("mode", "cert", "key", "ca")
+DKIM_KEYS = ("mode", "selector", "selectors", "publish", "key_file")
+DMARC_KEYS = ("reject", "policy", "report_to")
+DNS_KEYS = ("ttl", "mta_sts")
+# A DKIM selector is one DNS label (RFC 6376 allows dotted ones; mailctl keeps them simple).
+_SELECTOR = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 # Dovecot password schemes mailctl accepts from the inventory: slow, salted ones only.
 _STRONG_SCHEMES = ("SHA512-CRYPT", "SHA256-CRYPT", "BLF-CRYPT", "ARGON2I", "ARGON2ID", "CRYPT")
@@ -109,6 +130,10 @@ def check_host(name: str, variables: Mapping[str, Any], groups: list[str],
                 "mode 'files': they trust each other through certificates from this CA, so it "
                 "must be a private CA that signs only your mail hosts")
 
+    dkim = _dkim(v["mail_dkim"], out)
+    dmarc = _dmarc(v["mail_dmarc"], out)
+    dns = _dns(v["mail_dns"], v["mail_public_ipv4"], v["mail_public_ipv6"], out)
+
     if out.findings:
         return None, out.findings
     return MailHost(
@@ -118,6 +143,7 @@ def check_host(name: str, variables: Mapping[str, Any], groups: list[str],
         postfix_overrides=overrides["mail_postfix_overrides"],
         dovecot_overrides=overrides["mail_dovecot_overrides"],
         cyrus_overrides=overrides["mail_cyrus_overrides"],
+        dkim=dkim, dmarc=dmarc, dns=dns,
     ), []
 
 
@@ -407,6 +433,124 @@ def _tls(value: Any, out: _Collector) -> Tls:
             out.add("mail_tls", "mail_tls.ca", "must be a path")
         return Tls(mode, value.get("cert"), value.get("key"), value.get("ca"))
     return Tls(mode)
+
+
+def _settings_map(key: str, value: Any, known: tuple[str, ...], out: _Collector) -> Mapping:
+    """A dict setting: its mapping, with every unknown key reported (empty when it is not a
+    mapping at all)."""
+    if not isinstance(value, Mapping):
+        out.add(key, key, f"must be a mapping (keys: {', '.join(known)})")
+        return {}
+    for extra in sorted(str(k) for k in value if k not in known):
+        out.add(key, f"{key}.{extra}", f"unknown setting (use {', '.join(known)})")
+    return value
+
+
+def _selector(value: Any, field: str, out: _Collector) -> str | None:
+    if isinstance(value, str) and _SELECTOR.fullmatch(value):
+        return value
+    out.add("mail_dkim", field, f"{value!r} is not a valid selector (one DNS label: lower-case "
+                                "letters, digits and '-', at most 63)")
+    return None
+
+
+def _dkim(value: Any, out: _Collector) -> Dkim:
+    value = _settings_map("mail_dkim", value, DKIM_KEYS, out)
+    mode = value.get("mode", "generate")
+    if mode not in DKIM_MODES:
+        out.add("mail_dkim", "mail_dkim.mode",
+                f"{mode!r} is not a DKIM mode (choose {', '.join(DKIM_MODES)})")
+        mode = "off"
+    selector = _selector(value.get("selector", "mail"), "mail_dkim.selector", out) or "mail"
+    per_domain = []
+    raw = value.get("selectors") or {}
+    if not isinstance(raw, Mapping):
+        out.add("mail_dkim", "mail_dkim.selectors", "must be a mapping of domain to selector")
+        raw = {}
+    for domain, sel in raw.items():
+        field = f"mail_dkim.selectors.{domain}"
+        try:
+            domain = normalize_domain(domain)
+        except NameSyntaxError as exc:
+            out.add("mail_dkim", field, str(exc))
+            continue
+        # (one served by no host of the inventory is the inventory's finding: group_vars
+        # may hold every store's selectors)
+        if _selector(sel, field, out):
+            per_domain.append((domain, sel))
+    publish = []
+    for i, sel in enumerate(_as_list(value.get("publish") or [], "mail_dkim",
+                                     "mail_dkim.publish", out)):
+        if _selector(sel, f"mail_dkim.publish[{i}]", out):
+            publish.append(sel)
+    key_file = value.get("key_file")
+    if mode == "files":
+        if not isinstance(key_file, str) or not key_file:
+            out.add("mail_dkim", "mail_dkim.key_file", "is required when mode is 'files' (a "
+                    "path with {domain} and {selector})")
+            key_file = None
+        else:
+            try:
+                key_file.format(domain="d", selector="s")
+            except (KeyError, IndexError, ValueError) as exc:
+                out.add("mail_dkim", "mail_dkim.key_file",
+                        f"may hold only {{domain}} and {{selector}} ({exc})")
+                key_file = None
+    elif key_file is not None:
+        out.add("mail_dkim", "mail_dkim.key_file", "is read only when mode is 'files'")
+    return Dkim(mode, selector, tuple(per_domain), tuple(publish), key_file)
+
+
+def _dmarc(value: Any, out: _Collector) -> Dmarc:
+    value = _settings_map("mail_dmarc", value, DMARC_KEYS, out)
+    reject = value.get("reject", True)
+    if not isinstance(reject, bool):
+        out.add("mail_dmarc", "mail_dmarc.reject", "must be true or false")
+        reject = True
+    policy = value.get("policy", "quarantine")
+    if policy not in DMARC_POLICIES:
+        out.add("mail_dmarc", "mail_dmarc.policy",
+                f"{policy!r} is not a DMARC policy (choose {', '.join(DMARC_POLICIES)})")
+        policy = "quarantine"
+    report_to = value.get("report_to") or ""
+    if report_to:
+        try:
+            report_to = normalize_address(report_to)
+        except NameSyntaxError as exc:
+            out.add("mail_dmarc", "mail_dmarc.report_to", str(exc))
+            report_to = ""
+    return Dmarc(reject, policy, report_to)
+
+
+def _dns(value: Any, ipv4: Any, ipv6: Any, out: _Collector) -> DnsPublish:
+    value = _settings_map("mail_dns", value, DNS_KEYS, out)
+    ttl = value.get("ttl", 3600)
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= 604800:
+        out.add("mail_dns", "mail_dns.ttl", "must be a number of seconds from 60 to 604800")
+        ttl = 3600
+    mta_sts = value.get("mta_sts", "testing")
+    if mta_sts not in MTA_STS_MODES:
+        out.add("mail_dns", "mail_dns.mta_sts",
+                f"{mta_sts!r} is not an MTA-STS mode (choose {', '.join(MTA_STS_MODES)})")
+        mta_sts = "testing"
+    addresses = []
+    for key, version in (("mail_public_ipv4", 4), ("mail_public_ipv6", 6)):
+        raw = {4: ipv4, 6: ipv6}[version]
+        if raw in (None, ""):
+            addresses.append("")
+            continue
+        try:
+            address = ipaddress.ip_address(str(raw))
+            if address.version != version:
+                raise ValueError(f"is an IPv{address.version} address")
+            if address.is_loopback or address.is_unspecified or address.is_multicast \
+                    or address.is_link_local:
+                raise ValueError("is not an address other hosts can reach")
+            addresses.append(str(address))
+        except ValueError as exc:
+            out.add(key, key, f"{raw!r}: {exc}")
+            addresses.append("")
+    return DnsPublish(addresses[0], addresses[1], ttl, mta_sts)
 
 
 def _overrides(key: str, value: Any, out: _Collector) -> dict:

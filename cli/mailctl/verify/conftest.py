@@ -7,11 +7,13 @@ import json
 import os
 import shlex
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from mailctl.inventory import Inventory
+from mailctl.names import resolv_conf_nameservers
 from mailctl.platforms import profile
 from mailctl.render import host_components, tls_paths
 
@@ -29,9 +31,13 @@ def mail_inventory(request) -> Inventory:
 
 @pytest.fixture(scope="module")
 def mail(host, mail_inventory):
-    """The validated MailHost for the host under test."""
+    """The validated MailHost for the host under test, with the facts a deploy adds: the
+    resolvers of its /etc/resolv.conf (OpenDKIM's configuration names them)."""
     name = host.backend.get_hostname()
-    return mail_inventory.mail_hosts(limit=name, backend=os.environ.get("MAILCTL_BACKEND"))[0]
+    found = mail_inventory.mail_hosts(limit=name, backend=os.environ.get("MAILCTL_BACKEND"))[0]
+    resolv_conf = host.file("/etc/resolv.conf")
+    return replace(found, resolvers=resolv_conf_nameservers(
+        resolv_conf.content_string if resolv_conf.exists else ""))
 
 
 @pytest.fixture(scope="module")

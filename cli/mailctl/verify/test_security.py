@@ -358,7 +358,13 @@ def _secret_files(mail, platform) -> tuple[list[tuple[str, str, str | None, str]
     own = {"dovecot": [*dovecot, (key, "root", "root", "0640")],
            "cyrus": [*cyrus, (key, "root", users["cyrus_group"], "0640")]}
     left = {"dovecot": [f for f, *_ in cyrus], "cyrus": [f for f, *_ in dovecot]}
-    return own[mail.backend], left[mail.backend]  # a new store must say what it keeps
+    # DKIM signing keys: OpenDKIM's alone
+    dkim_dir = f"{paths['opendkim_dir']}/keys"
+    dkim = [(dkim_dir, users["opendkim"], users["opendkim"], "0700")] + [
+        (f"{dkim_dir}/{d}.{mail.dkim.selector_for(d)}.key", users["opendkim"],
+         users["opendkim"], "0600") for d in mail.domains] if mail.signs else []
+    # a new store must say what it keeps
+    return own[mail.backend] + dkim, left[mail.backend]
 
 
 def test_secret_files_have_tight_modes(host, mail, platform):

@@ -19,7 +19,7 @@ import testinfra
 
 from mailctl.inventory import Inventory
 
-SENDER = "mailctl-molecule-multihost-sender"
+SENDER = "mailctl-molecule-multihost-outside"  # molecule/shared/mailauth
 PREFIX = "mailctl-molecule-multihost-"
 CLIENT = Path(__file__).with_name("smtpclient.py")
 REMOTE_CLIENT = "/tmp/mailctl-smtpclient.py"

@@ -1,0 +1,184 @@
+"""The outside world of a molecule scenario, for the mail-authentication checks of [3/8]:
+one container on the scenario's network that is at once
+  - its DNS server: unbound, authoritative for `test.` with the zone `mailctl dns` prints
+    for the inventory plus the outside domains below; the mail hosts resolve through it
+    (their `dns_servers`), names outside `test.` are forwarded to Docker's resolver
+    (the package mirror during the converge);
+  - the sink: MX of sink.test, an SMTP server that keeps every message as received;
+  - the sender: DKIM-signs test mail for sink.test with a key made here.
+Outside domains: sink.test (SPF: this container, DKIM selector s1, DMARC p=reject),
+reject.test (SPF -all, DMARC p=reject, never signed), nodmarc.test (SPF: this container,
+no DMARC).
+
+  harness.py up --name C --network NET --ip IP --inventory DIR
+  harness.py down --name C
+`up` writes STATE (MOLECULE_EPHEMERAL_DIRECTORY/mailauth.json) for the tests, and checks
+the zone with named-checkzone before any container starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from mailctl.containers import BASE_IMAGE, docker
+
+HERE = Path(__file__).resolve().parent
+REMOTE = "/opt/outside"
+PACKAGES = ["unbound", "python3-dkim", "python3-spf"]
+UNBOUND_CONF = """\
+server:
+  interface: 0.0.0.0
+  access-control: 0.0.0.0/0 allow
+  do-not-query-localhost: no
+  verbosity: 0
+  use-syslog: no
+  pidfile: ""
+  chroot: ""
+  username: ""
+  module-config: "iterator"
+  # unbound answers the special-use name test. itself (NXDOMAIN) unless told not to
+  local-zone: "test." nodefault
+auth-zone:
+  name: "test."
+  zonefile: "{remote}/test.zone"
+  for-upstream: yes
+  for-downstream: yes
+forward-zone:
+  name: "."
+  forward-addr: 127.0.0.11
+"""
+
+
+def state_file() -> Path:
+    return Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", ".")) / "mailauth.json"
+
+
+def mailctl(*args: str) -> str:
+    proc = subprocess.run([sys.executable, "-c", "from mailctl.cli import main; main()",
+                           *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"mailctl {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def sink_key(directory: Path) -> tuple[Path, str]:
+    """The sender's DKIM key for sink.test (made once) and its public key for the zone."""
+    key = directory / "sink.test.s1.key"
+    if not key.exists():
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                        "rsa_keygen_bits:2048", "-out", str(key)], check=True,
+                       capture_output=True)
+        key.chmod(0o600)
+    private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    der = private.public_key().public_bytes(serialization.Encoding.DER,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key, base64.b64encode(der).decode()
+
+
+def txt(value: str) -> str:
+    """A TXT value as zone-file strings of at most 255 bytes."""
+    parts = [value[i:i + 255] for i in range(0, len(value), 255)]
+    return " ".join(f'"{p}"' for p in parts)
+
+
+def zone(ip: str, mail_records: str, sink_public: str) -> str:
+    return f"""$ORIGIN test.
+$TTL 300
+@ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300
+@ IN NS ns.test.
+ns IN A {ip}
+; --- the outside world of this scenario
+sink.test. IN MX 10 mx.sink.test.
+mx.sink.test. IN A {ip}
+sink.test. IN TXT "v=spf1 ip4:{ip} -all"
+s1._domainkey.sink.test. IN TXT {txt("v=DKIM1; k=rsa; p=" + sink_public)}
+_dmarc.sink.test. IN TXT "v=DMARC1; p=reject"
+reject.test. IN TXT "v=spf1 -all"
+_dmarc.reject.test. IN TXT "v=DMARC1; p=reject"
+nodmarc.test. IN TXT "v=spf1 ip4:{ip} -all"
+; --- mailctl dns
+{mail_records}
+"""
+
+
+def up(args: argparse.Namespace) -> None:
+    work = state_file().parent / "mailauth"
+    work.mkdir(parents=True, exist_ok=True)
+    records = mailctl("dns", "-i", args.inventory, "--format", "zone")
+    published = json.loads(mailctl("dns", "-i", args.inventory, "--format", "json"))
+    key, public = sink_key(work)
+    zone_file = work / "test.zone"
+    zone_file.write_text(zone(args.ip, records, public))
+    check = subprocess.run(["named-checkzone", "test.", str(zone_file)], capture_output=True,
+                           text=True, check=False)
+    if check.returncode != 0:
+        raise SystemExit(f"the zone is not valid:\n{check.stdout}{check.stderr}")
+    (work / "unbound.conf").write_text(UNBOUND_CONF.format(remote=REMOTE))
+
+    docker("rm", "-f", args.name, check=False)
+    docker("run", "-d", "--name", args.name, "--hostname", "mx.sink.test",
+           "--network", args.network, "--ip", args.ip, BASE_IMAGE, "sleep", "infinity")
+    # packages first, through Docker's resolver; then this container resolves through
+    # its own unbound like the mail hosts do
+    docker("exec", args.name, "sh", "-c",
+           "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install "
+           f"-y -q --no-install-recommends {' '.join(PACKAGES)} >/dev/null", timeout=900)
+    docker("exec", args.name, "mkdir", "-p", REMOTE)
+    for path in (zone_file, work / "unbound.conf", key, HERE / "outside.py"):
+        docker("cp", str(path), f"{args.name}:{REMOTE}/{path.name}")
+    docker("exec", "-d", args.name, "unbound", "-d", "-c", f"{REMOTE}/unbound.conf")
+    docker("exec", "-d", args.name, "python3", f"{REMOTE}/outside.py", "serve",
+           f"{REMOTE}/sink")
+    docker("exec", args.name, "sh", "-c", "echo 'nameserver 127.0.0.1' > /etc/resolv.conf")
+    _wait_until_served(args.name)
+    state_file().write_text(json.dumps({
+        "container": args.name, "ip": args.ip, "remote": REMOTE,
+        "sink_key": f"{REMOTE}/{key.name}", "sink_dir": f"{REMOTE}/sink",
+        "dns": published,
+    }, indent=1))
+
+
+def _wait_until_served(name: str, timeout: float = 30) -> None:
+    """Until unbound answers for the zone and the sink takes connections."""
+    probe = ("import socket, spf; socket.create_connection(('127.0.0.1', 25), 2).close(); "
+             "r = spf.check2(i='192.0.2.1', s='x@reject.test', h='x'); "
+             "assert r[0] == 'fail', r")
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = docker("exec", name, "python3", "-c", probe, check=False)
+        if proc.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{name}: DNS or sink not answering: {proc.stderr.strip()[-500:]}")
+        time.sleep(1)
+
+
+def down(args: argparse.Namespace) -> None:
+    docker("rm", "-f", args.name, check=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up")
+    p_up.add_argument("--name", required=True)
+    p_up.add_argument("--network", required=True)
+    p_up.add_argument("--ip", required=True)
+    p_up.add_argument("--inventory", required=True)
+    p_down = sub.add_parser("down")
+    p_down.add_argument("--name", required=True)
+    args = parser.parse_args()
+    {"up": up, "down": down}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
