@@ -313,6 +313,27 @@ def test_dkim_files_mode_and_published_selectors(mailctl, tmp_path):
     assert not (inv / STATE / "dkim").exists()  # nothing generated
 
 
+def test_dkim_files_mode_keys_inside_a_directory_inventory_are_refused(mailctl, tmp_path):
+    """Ansible reads every file of an inventory directory as inventory (its warnings quote
+    what it read): a private key there is refused before anything runs."""
+    inv = copy_inventory("sandbox", tmp_path)
+    (tmp_path / "keys").mkdir()
+    make_key(tmp_path / "keys" / "sandbox.test.mail.pem")
+    append_vars(inv / "group_vars" / "all" / "main.yml",
+                'mail_dkim: {mode: files, key_file: "../keys/{domain}.{selector}.pem"}\n')
+    assert run_dns(mailctl, inv, cwd=tmp_path).exit_code == 0  # outside the inventory: fine
+    inside = copy_inventory("sandbox", tmp_path / "second")
+    # (the key is not made: Ansible would warn about it while loading the inventory)
+    append_vars(inside / "group_vars" / "all" / "main.yml",
+                'mail_dkim: {mode: files, key_file: "dkim/{domain}.{selector}.pem"}\n')
+    res = mailctl("validate", "-i", inside, cwd=tmp_path)
+    assert res.exit_code == 2
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, res.stderr
+    assert "mail_dkim.key_file" in lines[0] and "inside the inventory directory" in lines[0]
+    assert "mailctl-sandbox" in lines[0] and "main.yml" in lines[0]
+
+
 def test_published_selectors_in_generate_mode(mailctl, tmp_path):
     inv = copy_inventory("sandbox", tmp_path)
     append_vars(inv / "group_vars" / "all" / "main.yml",

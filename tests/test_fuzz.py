@@ -105,6 +105,36 @@ tls = st.one_of(
         "certificate": junk}),
     junk,
 )
+selectors = st.one_of(st.sampled_from(["mail", "s2026", "Bad_Sel", "", "-x", "a" * 64]),
+                      st.text(max_size=12), junk)
+dkim = st.one_of(
+    st.fixed_dictionaries({}, optional={
+        "mode": st.one_of(st.sampled_from(["generate", "files", "off", "on"]), junk),
+        "selector": selectors,
+        "selectors": st.one_of(st.dictionaries(st.one_of(domain_names, st.integers()), selectors,
+                                               max_size=3), junk),
+        "publish": st.one_of(st.lists(selectors, max_size=3), junk),
+        "key_file": st.one_of(st.sampled_from(["k/{domain}.{selector}", "{x}", "{", ""]),
+                              st.text(max_size=20), junk),
+        "algorithm": junk}),
+    junk,
+)
+dmarc = st.one_of(
+    st.fixed_dictionaries({}, optional={
+        "reject": st.one_of(st.booleans(), junk),
+        "policy": st.one_of(st.sampled_from(["none", "quarantine", "reject", "hold"]), junk),
+        "report_to": st.one_of(st.sampled_from(["dmarc@example.test", "x@", ""]), junk)}),
+    junk,
+)
+dns_settings = st.one_of(
+    st.fixed_dictionaries({}, optional={
+        "ttl": st.one_of(st.integers(min_value=-10, max_value=10**7), junk),
+        "mta_sts": st.one_of(st.sampled_from(["testing", "enforce", "none", "on"]), junk)}),
+    junk,
+)
+addresses = st.one_of(
+    st.sampled_from(["192.0.2.10", "2001:db8::10", "127.0.0.1", "::", "fe80::1", "300.1.1.1",
+                     ""]), st.text(max_size=20), junk)
 setting_names = st.one_of(
     st.sampled_from(["smtpd_banner", "biff", "quotawarn", "auth_verbose", "relayhost",
                      "bad name", "1abc", "a.b-c_d", "", "x\n"]),
@@ -127,6 +157,11 @@ PER_KEY: dict[str, st.SearchStrategy[Any]] = {
     "mail_mynetworks": st.one_of(st.lists(networks, max_size=4), junk),
     "mail_message_size_limit": sizes,
     "mail_tls": tls,
+    "mail_dkim": dkim,
+    "mail_dmarc": dmarc,
+    "mail_public_ipv4": addresses,
+    "mail_public_ipv6": addresses,
+    "mail_dns": dns_settings,
     "mail_platform": st.one_of(st.sampled_from(["debian", "redhat", "suse", "arch"]), junk),
     "mail_postfix_overrides": overrides,
     "mail_dovecot_overrides": overrides,

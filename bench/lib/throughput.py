@@ -7,6 +7,10 @@ Configurations, each in its own container (mailctl-bench-*) on this host:
                              edits for LMTP delivery (bench/baseline/)
   (d) ceiling                (a)'s Postfix with virtual_transport = discard: (queue files
                              still written and fsynced; nothing delivered)
+  (e) (a) without milters    (a) with smtpd_milters and non_smtpd_milters emptied for the
+                             run: what OpenDKIM signing costs (the load comes from
+                             127.0.0.1, in mynetworks, so every message is signed;
+                             OpenDMARC does not judge mynetworks)
 
 Each measurement: bench/lib/drive.py inside the container sends the messages with
 smtp-source to 127.0.0.1:25 and times accept and drain (store counted by doveadm / IMAP).
@@ -45,9 +49,14 @@ from common import (
 
 CONTAINERS = {"a": PREFIX + "dovecot", "b": PREFIX + "cyrus", "c": PREFIX + "baseline"}
 LABELS = {"a": "(a) mailctl, Dovecot", "b": "(b) mailctl, Cyrus",
-          "c": "(c) baseline: stock Debian + hand edits", "d": "(d) ceiling: Postfix → discard"}
-STORE = {"a": "dovecot", "b": "cyrus", "c": "dovecot", "d": "none"}
+          "c": "(c) baseline: stock Debian + hand edits", "d": "(d) ceiling: Postfix → discard",
+          "e": "(e) (a) without its milters"}
+STORE = {"a": "dovecot", "b": "cyrus", "c": "dovecot", "d": "none", "e": "dovecot"}
+# measured on (a)'s container with these main.cf settings for the run
+VARIANTS = {"d": {"virtual_transport": "discard:"},
+            "e": {"smtpd_milters": "", "non_smtpd_milters": ""}}
 TARGETS = [("a", "c", 1.3), ("a", "d", 0.6), ("b", "a", 0.8)]
+COMPARISONS = [("a", "e", "what the milters leave of (a)'s throughput")]
 
 
 def cpu_ns(name: str) -> int:
@@ -57,7 +66,7 @@ def cpu_ns(name: str) -> int:
 
 def prepare(configs: set[str], args: argparse.Namespace, workdir: Path) -> None:
     mailctl_hosts = {CONTAINERS[k]: STORE[k] for k in "ab" if k in configs or
-                     (k == "a" and "d" in configs)}
+                     (k == "a" and configs & set(VARIANTS))}
     for key, name in CONTAINERS.items():
         if name in mailctl_hosts or (key == "c" and "c" in configs):
             reused = start_container(name, reuse=args.reuse)
@@ -80,20 +89,21 @@ def prepare(configs: set[str], args: argparse.Namespace, workdir: Path) -> None:
         docker("cp", str(BENCH / "lib" / "drive.py"), f"{name}:/root/drive.py")
 
 
-def set_discard(on: bool) -> None:
-    name = CONTAINERS["a"]
-    script = ("cp -p /etc/postfix/main.cf /root/main.cf.bench && "
-              "postconf -e 'virtual_transport = discard:' && postfix reload" if on else
+def set_variant(key: str, on: bool) -> None:
+    """Give (a)'s Postfix the main.cf settings of variant `key` (on), or its own back."""
+    settings = " ".join(f"'{k} = {v}'" for k, v in VARIANTS[key].items())
+    script = (f"cp -p /etc/postfix/main.cf /root/main.cf.bench && postconf -e {settings} && "
+              "postfix reload" if on else
               "cp -p /root/main.cf.bench /etc/postfix/main.cf && postfix reload")
-    docker("exec", name, "sh", "-c", script + " >/dev/null 2>&1")
+    docker("exec", CONTAINERS["a"], "sh", "-c", script + " >/dev/null 2>&1")
     time.sleep(2)  # let master restart qmgr and the smtpd processes pick up the change
 
 
 def measure(key: str, args: argparse.Namespace, others: list[str]) -> dict:
     """One measurement; the other bench containers are paused (frozen) meanwhile."""
     name = CONTAINERS.get(key, CONTAINERS["a"])
-    if key == "d":
-        set_discard(True)
+    if key in VARIANTS:
+        set_variant(key, True)
     paused = [n for n in others if n != name]
     for other in paused:
         docker("pause", other)
@@ -109,8 +119,8 @@ def measure(key: str, args: argparse.Namespace, others: list[str]) -> dict:
     finally:
         for other in paused:
             docker("unpause", other, check=False)
-        if key == "d":
-            set_discard(False)
+        if key in VARIANTS:
+            set_variant(key, False)
     try:
         result = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
@@ -149,13 +159,13 @@ def main() -> int:
     p.add_argument("--size", type=int, default=4096, help="bytes per message")
     p.add_argument("--users", type=int, default=10, help="recipients the load is spread over")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best is kept)")
-    p.add_argument("--only", default="abcd", help="configurations to run, e.g. 'ad'")
+    p.add_argument("--only", default="abcde", help="configurations to run, e.g. 'ad'")
     p.add_argument("--timeout", type=float, default=240, help="per measurement, seconds")
     p.add_argument("--reuse", action="store_true",
                    help="reuse running bench containers (redeploying mailctl's)")
     p.add_argument("--keep", action="store_true", help="leave the containers running")
     args = p.parse_args()
-    configs = [k for k in "abcd" if k in args.only]
+    configs = [k for k in "abcde" if k in args.only]
     if not configs:
         p.error("--only: nothing to run")
 
@@ -201,6 +211,12 @@ def main() -> int:
             cpu_ratio = best[den]["cpu_median"] / best[num]["cpu_median"]
             verdict = "met" if ratio >= target else "MISSED"
             print(f"  ({num})/({den}) = {ratio:.2f}   target ≥ {target}: {verdict}"
+                  f"   (by CPU per message: {cpu_ratio:.2f})")
+    for num, den, meaning in COMPARISONS:
+        if num in best and den in best:
+            ratio = best[num]["rate"] / best[den]["rate"]
+            cpu_ratio = best[den]["cpu_median"] / best[num]["cpu_median"]
+            print(f"  ({num})/({den}) = {ratio:.2f}   {meaning}"
                   f"   (by CPU per message: {cpu_ratio:.2f})")
     print()
     print("where the CPU goes, best round of each (per process inside the container, from "

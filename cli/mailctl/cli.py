@@ -220,9 +220,16 @@ def dns_cmd(inv: Inventory, limit, backend, domain, output_format, ca_dir) -> No
     """Print the DNS records to publish for each mail domain: MX, A/AAAA, SPF, DKIM, DMARC,
     MTA-STS, TLS-RPT, SRV and TLSA (missing DKIM keys and local-CA certificates are made
     first, as a deploy would)."""
-    from .dns import dns_report, to_json, to_zone
+    from .dns import dns_report
 
-    report = dns_report(inv, limit=limit, backend=backend, domain=domain, ca_dir=ca_dir)
+    _print_dns(dns_report(inv, limit=limit, backend=backend, domain=domain, ca_dir=ca_dir),
+               output_format)
+
+
+def _print_dns(report, output_format: str) -> None:
+    """What is missing on stderr, one line each; the records on stdout."""
+    from .dns import to_json, to_zone
+
     for line in report.warnings:
         click.echo(f"warning: {line}", err=True)
     click.echo(to_json(report) if output_format == "json" else to_zone(report), nl=False)
@@ -258,7 +265,8 @@ def sandbox_up(backend, verbose) -> None:
     marks.append(time.monotonic())
     click.echo(f"\ndelivered: {alice.address} -> {bob.address} {subject!r}: sent on "
                f"127.0.0.1:{sb.PORTS[587]} (STARTTLS + AUTH), read back on "
-               f"127.0.0.1:{sb.PORTS[993]} (IMAPS) and 127.0.0.1:{sb.PORTS[995]} (POP3S)")
+               f"127.0.0.1:{sb.PORTS[993]} (IMAPS) and 127.0.0.1:{sb.PORTS[995]} (POP3S), "
+               f"DKIM-signed for {alice.domain}")
     click.echo(f"up in {marks[-1] - marks[0]:.0f} s: container (and image) "
                f"{marks[1] - marks[0]:.0f} s, deploy {marks[2] - marks[1]:.0f} s, "
                f"ports, TLS and delivery {marks[3] - marks[2]:.0f} s")
@@ -282,6 +290,17 @@ def _sandbox_details(host, sb, inventory: Path, backend: str | None) -> str:
             f"'imaps://{host.hostname}:{sb.PORTS[993]}/INBOX?ALL'\n"
             f"  full checks  mailctl verify -i {inventory}"
             f"{' --backend ' + backend if backend else ''}  (the whole suite, about 30 s)")
+
+
+@sandbox.command("dns")
+@click.option("--format", "output_format", type=click.Choice(["zone", "json"]), default="zone",
+              show_default=True)
+def sandbox_dns(output_format) -> None:
+    """Print the sandbox's DNS records (its DKIM key lives beside its CA)."""
+    from . import sandbox as sb
+    from .dns import dns_report
+
+    _print_dns(dns_report(Inventory(sb.inventory()), ca_dir=sb.CA_DIR), output_format)
 
 
 @sandbox.command("status")

@@ -349,7 +349,7 @@ class ControllerFiles:
     def __init__(self, inv: Inventory, ca_dir: Path | None):
         self.inv = inv
         # Ansible's inventory_dir: the inventory directory, or the inventory file's directory
-        self.inventory_dir = (inv.source if inv.source.is_dir() else inv.source.parent).resolve()
+        self.inventory_dir = inv.directory.resolve()
         self.ca_dir = ca_dir.resolve() if ca_dir else None
         self.scripts = roles_dir() / "mail_common" / "files"
         self._variables: dict[str, dict[str, object]] = {}

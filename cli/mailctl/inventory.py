@@ -3,6 +3,7 @@ variables ansible-playbook would give it (same precedence, same Vault handling).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,6 +39,11 @@ class Inventory:
         self._loader, self._inventory, self._variables = _ansible_load(
             self.source, vault_password_file)
         self._served: set[str] | None = None
+
+    @property
+    def directory(self) -> Path:
+        """The inventory's directory: relative paths in its variables start here."""
+        return self.source if self.source.is_dir() else self.source.parent
 
     def host_names(self, limit: str | None = None) -> list[str]:
         self._inventory.subset(limit)
@@ -80,7 +86,7 @@ class Inventory:
         then group `vars:` in the inventory file."""
         if variable == "group_names":
             return _display(next(iter(self._inventory_files()), self.source))
-        base = self.source if self.source.is_dir() else self.source.parent
+        base = self.directory
         inventory_host = self._inventory.get_host(host)
         groups = sorted(inventory_host.get_groups(), key=lambda g: (g.depth, g.priority, g.name),
                         reverse=True)
@@ -102,7 +108,7 @@ class Inventory:
 
     def _missing_tls_files(self, host: MailHost) -> list[Problem]:
         """mail_tls mode 'files' names files on this machine: they must exist."""
-        base = self.source if self.source.is_dir() else self.source.parent
+        base = self.directory
         found = []
         for key, path in (("cert", host.tls.cert_src), ("key", host.tls.key_src),
                           ("ca", host.tls.ca_src)):
@@ -116,11 +122,19 @@ class Inventory:
         a per-domain selector must belong to a domain some host of the inventory serves."""
         found = []
         if host.dkim.mode == "files" and host.dkim.key_file and host.kind != "mx":
-            base = self.source if self.source.is_dir() else self.source.parent
+            base = self.directory
             for domain in host.domains:
                 for selector in host.dkim.published(domain):
                     path = host.dkim.key_path("", domain, selector)
-                    if not (base / path).is_file():
+                    if self.source.is_dir() and (base / path).resolve().is_relative_to(
+                            base.resolve()):
+                        # Ansible parses every file of an inventory directory, and its
+                        # warnings quote what it read
+                        found.append(Problem(self.file_of(host.name, "mail_dkim"), host.name,
+                                             "mail_dkim.key_file",
+                                             f"{path!r} is inside the inventory directory: "
+                                             "keep private keys outside it"))
+                    elif not (base / path).is_file():
                         found.append(Problem(self.file_of(host.name, "mail_dkim"), host.name,
                                              "mail_dkim.key_file",
                                              f"{path!r} (domain {domain}, selector {selector}): "
@@ -140,15 +154,13 @@ class Inventory:
             for name in self.host_names(None):
                 raw = self.host_vars(name).variables.get("mail_domains") or []
                 for domain in raw if isinstance(raw, list) else []:
-                    try:
+                    with contextlib.suppress(NameSyntaxError):  # that host's own finding
                         self._served.add(normalize_domain(domain))
-                    except NameSyntaxError:
-                        pass  # that host's own finding
         return self._served
 
     def _unparsable_vars_file(self) -> str | None:
         """Ansible's parse errors do not always say which file: find it ourselves."""
-        base = self.source if self.source.is_dir() else self.source.parent
+        base = self.directory
         for sub in ("host_vars", "group_vars"):
             for path in sorted((base / sub).rglob("*")) if (base / sub).is_dir() else []:
                 if path.is_file():

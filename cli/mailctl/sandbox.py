@@ -105,9 +105,11 @@ def smoke() -> None:
 def demo_delivery(user: str, password: str, rcpt: str, rcpt_password: str,
                   timeout: float = 60) -> str:
     """Send a message through the published submission port and read it back over the
-    published IMAPS and POP3S ports, as an outside mail client would. Returns the subject."""
+    published IMAPS and POP3S ports, as an outside mail client would; it must carry the
+    sender domain's DKIM signature. Returns the subject."""
     import imaplib
     import poplib
+    import re
     import smtplib
     import time
     import uuid
@@ -142,6 +144,11 @@ def demo_delivery(user: str, password: str, rcpt: str, rcpt_password: str,
         if subject.encode() not in headers:
             raise MailctlError(f"sandbox mail test: {subject!r} is in IMAP but not the last "
                                "message over POP3")
+        domain = user.split("@", 1)[1].encode()
+        if not re.search(rb"^DKIM-Signature:.*?\bd=" + re.escape(domain) + rb";",
+                         headers, re.M | re.S):
+            raise MailctlError(f"sandbox mail test: {subject!r} arrived without a DKIM "
+                               f"signature for {domain.decode()}")
     except (OSError, smtplib.SMTPException, imaplib.IMAP4.error, poplib.error_proto) as exc:
         raise MailctlError(f"sandbox mail test failed: {type(exc).__name__}: {exc}") from None
     return subject
