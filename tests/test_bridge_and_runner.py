@@ -38,14 +38,22 @@ def test_bridge_takes_selfsigned_tls_files_from_the_local_ca_and_cyrus_reads_the
     assert [(f["src"], f["group"]) for f in summary["tls_files"]] == [
         ("/srv/ca/mail.example.test.crt", "root"), ("/srv/ca/mail.example.test.key", "mail"),
         ("/srv/ca/ca.crt", "root")]
-    assert summary["mta_groups"] == ["sasl", "mail"]
+    # Postfix reads the SASL and Cyrus sockets, and the OpenDKIM and OpenDMARC milter sockets
+    assert summary["mta_groups"] == ["sasl", "mail", "opendkim", "opendmarc"]
 
 
 def test_bridge_plans_the_components_in_apply_order():
     summary = ansible_bridge.host_summary(bridge_input())
-    assert [c["name"] for c in summary["components"]] == ["dovecot", "postfix"]
+    # the store first, then the milters, and Postfix (which talks to all of them) last
+    assert [c["name"] for c in summary["components"]] == ["dovecot", "opendkim", "opendmarc",
+                                                          "postfix"]
     assert summary["packages"] == ["ca-certificates", "openssl", "postfix", "dovecot-core",
-                                   "dovecot-imapd", "dovecot-pop3d", "dovecot-lmtpd"]
+                                   "dovecot-imapd", "dovecot-pop3d", "dovecot-lmtpd",
+                                   "opendkim", "opendmarc", "publicsuffix"]
+    planned = {c["name"]: c for c in summary["components"]}
+    assert planned["opendkim"]["role"] == "opendkim"  # the role that installs the keys
+    assert planned["opendkim"]["validators"][0]["argv"] == [
+        "opendkim", "-n", "-x", "/etc/opendkim.conf"]
     assert [s["name"] for s in summary["other_stores"]] == ["cyrus"]
     installed = {"cyrus-common": [{"version": "3.6"}]}
     assert ansible_bridge.installed_stores(summary["other_stores"], installed) == \
@@ -53,8 +61,8 @@ def test_bridge_plans_the_components_in_apply_order():
     assert ansible_bridge.installed_stores(summary["other_stores"], {}) == []
     mx = ansible_bridge.host_summary({**bridge_input(), "groups": ["mx"],
                                       "variables": {"mail_hostname": "mx.example.test"}})
-    assert [c["name"] for c in mx["components"]] == ["postfix"]
-    assert [s["port"] for s in mx["components"][0]["smoke"]] == [25]  # no submission
+    assert [c["name"] for c in mx["components"]] == ["opendkim", "opendmarc", "postfix"]
+    assert [s["port"] for s in mx["components"][-1]["smoke"]] == [25]  # no submission
 
 
 def test_bridge_uses_the_host_facts_for_the_platform():

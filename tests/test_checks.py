@@ -1,5 +1,6 @@
 """`mailctl check`: the real validators (postfix check, postconf -n, doveconf -n,
-cyr_info conf-lint) accept good renders and reject broken ones; missing tools are reported."""
+cyr_info conf-lint, opendkim -n, opendmarc -n) accept good renders and reject broken ones;
+missing tools are reported."""
 
 from __future__ import annotations
 
@@ -9,15 +10,21 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import BASE_HOST, DATA, EXAMPLE, HOST, patched
+from conftest import BASE_ALL, BASE_HOST, DATA, EXAMPLE, HOST, patched
 
 import mailctl.checks
-from mailctl.checks import CheckResult, find_tool
+from mailctl.checks import CheckResult, check_tree, find_tool
+from mailctl.render import render_host, write_tree
+from mailctl.validate import check_host
 
 EXAMPLE_HOSTS = ("mail1.example.test", "mail2.example.test")
+MULTIHOST = EXAMPLE.parent / "multihost"
+# what an all-in-one host runs after its store: OpenDKIM (signs and verifies), OpenDMARC
+MAIL_AUTH = ("opendkim -n", "opendmarc -n")
 
 
-@pytest.mark.parametrize("tool", ["postfix", "postconf", "doveconf", "cyr_info"])
+@pytest.mark.parametrize("tool", ["postfix", "postconf", "doveconf", "cyr_info", "opendkim",
+                                  "opendmarc"])
 def test_validators_are_installed_here(tool):
     """The suite runs the real tools; make a missing one an obvious failure, not a skip."""
     assert find_tool(tool), f"{tool} is not installed on this machine"
@@ -36,7 +43,8 @@ def test_example_inventory_passes(mailctl, tmp_path, args, validators):
     expected = []
     for host in EXAMPLE_HOSTS:
         expected += [f"{host}: postfix check: ok", f"{host}: postconf -n: ok",
-                     f"{host}: {validators[host]}: ok"]
+                     f"{host}: {validators[host]}: ok",
+                     *(f"{host}: {v}: ok" for v in MAIL_AUTH)]
     assert res.stdout.splitlines() == expected
 
 
@@ -48,8 +56,9 @@ def test_golden_inventory_passes(mailctl, tmp_path, backend):
     res.assert_clean()
     assert res.exit_code == 0, res.stdout + res.stderr
     results = json.loads(res.stdout)
-    assert len(results) == 9
+    assert len(results) == 15  # 3 hosts x (postfix check, postconf, store, DKIM, DMARC)
     assert all(r["ok"] is True for r in results), results
+    assert [r["validator"] for r in results].count("opendkim -n") == 3
 
 
 def _broken(make_inventory, **host_patch):
@@ -77,7 +86,8 @@ def test_rejects_unknown_dovecot_setting(make_inventory, mailctl):
     failed = [line for line in res.stderr.splitlines() if "doveconf -n: FAILED" in line]
     assert len(failed) == 1, res.stderr
     assert "Unknown setting: imap_bogus_knob" in failed[0]
-    assert res.stdout.splitlines() == [f"{HOST}: postfix check: ok", f"{HOST}: postconf -n: ok"]
+    assert res.stdout.splitlines() == [f"{HOST}: postfix check: ok", f"{HOST}: postconf -n: ok",
+                                       *(f"{HOST}: {v}: ok" for v in MAIL_AUTH)]
     assert res.stderr.splitlines()[-1] == "error: 1 validator run(s) failed"
 
 
@@ -134,7 +144,8 @@ def test_missing_validator_fails(make_inventory, mailctl, without):
     assert res.stderr.splitlines()[-1] == (
         "error: 1 validator(s) not installed here; install them or pass --skip-missing")
     assert "not installed" in res.stderr
-    assert res.stdout.splitlines() == [f"{HOST}: postfix check: ok", f"{HOST}: postconf -n: ok"]
+    assert res.stdout.splitlines() == [f"{HOST}: postfix check: ok", f"{HOST}: postconf -n: ok",
+                                       *(f"{HOST}: {v}: ok" for v in MAIL_AUTH)]
 
 
 def test_missing_validator_skipped(make_inventory, mailctl, without):
@@ -156,7 +167,15 @@ def test_all_validators_missing(make_inventory, mailctl, without):
     assert "error: 3 validator(s) not installed here" in res.stderr
     res = mailctl("check", "-i", inv, "--skip-missing", "--json", cwd=inv.parent)
     assert res.exit_code == 0
-    assert [r["ok"] for r in json.loads(res.stdout)] == [None, None, None]
+    assert [(r["validator"], r["ok"]) for r in json.loads(res.stdout)] == [
+        ("postfix check", None), ("postconf -n", None), ("cyr_info conf-lint", None),
+        ("opendkim -n", True), ("opendmarc -n", True)]
+    without("postfix", "postconf", "cyr_info", "opendkim", "opendmarc")
+    res = mailctl("check", "-i", inv, cwd=inv.parent)
+    assert res.exit_code == 2
+    assert res.stderr.count("NOT RUN") == 5
+    assert f"{HOST}: opendmarc -n: NOT RUN: opendmarc is not installed on this machine" in (
+        res.stderr.splitlines())
 
 
 def test_failure_wins_over_missing(make_inventory, mailctl, without):
@@ -188,6 +207,8 @@ def test_check_json_and_cleanup(mailctl, tmp_path, monkeypatch):
         {"host": "mail2.example.test", "validator": "postconf -n", "ok": True, "output": ""},
         {"host": "mail2.example.test", "validator": "cyr_info conf-lint", "ok": True,
          "output": ""},
+        {"host": "mail2.example.test", "validator": "opendkim -n", "ok": True, "output": ""},
+        {"host": "mail2.example.test", "validator": "opendmarc -n", "ok": True, "output": ""},
     ]
 
 
@@ -210,3 +231,72 @@ def test_check_result_lines():
     assert CheckResult("h", "v", False, "").line() == "h: v: FAILED"
     assert CheckResult("h", "v", None, "x is not installed").line() == (
         "h: v: NOT RUN: x is not installed")
+
+
+# --------------------------------------------------------------------------- mail authentication
+
+def test_multihost_inventory_passes_for_every_kind(mailctl, tmp_path):
+    """mx: OpenDKIM verifies only (no tables) and OpenDMARC judges; a mailstore signs and
+    runs no OpenDMARC. The real tools accept each of those configurations."""
+    res = mailctl("check", "-i", MULTIHOST, "--json", cwd=tmp_path)
+    res.assert_clean()
+    assert res.exit_code == 0, res.stdout + res.stderr
+    ran = {}
+    for r in json.loads(res.stdout):
+        assert r["ok"] is True, r
+        ran.setdefault(r["host"], []).append(r["validator"])
+    mx = ["postfix check", "postconf -n", "opendkim -n", "opendmarc -n"]
+    assert ran == {
+        "mx1.example.test": mx, "mx2.example.test": mx,
+        "store1.example.test": ["postfix check", "postconf -n", "doveconf -n", "opendkim -n"],
+        "store2.example.test": ["postfix check", "postconf -n", "cyr_info conf-lint",
+                                "opendkim -n"],
+    }
+
+
+@pytest.mark.parametrize(("groups", "validators"), [
+    ([], ["postfix check", "postconf -n", "doveconf -n", "opendkim -n", "opendmarc -n"]),
+    (["mailstore"], ["postfix check", "postconf -n", "doveconf -n"]),
+], ids=["allinone", "mailstore"])
+def test_dkim_off_passes(tmp_path, groups, validators):
+    """mail_dkim mode off: an all-in-one host's OpenDKIM only verifies (no tables), and a
+    mailstore runs no OpenDKIM at all."""
+    host, findings = check_host(HOST, {**BASE_HOST, **BASE_ALL, "mail_dkim": {"mode": "off"}},
+                                groups)
+    assert not findings
+    write_tree(render_host(host), tmp_path)
+    results = check_tree(host, tmp_path)
+    assert [(r.validator, r.ok) for r in results] == [(v, True) for v in validators], results
+
+
+def test_opendkim_check_reads_the_rendered_tables(tmp_path):
+    """`rebase`: offline, opendkim -n reads the tables of the render, not the host paths its
+    configuration names (which do not exist here, or are this machine's own); the rendered
+    configuration itself is left as a deploy installs it."""
+    host, findings = check_host(HOST, {**BASE_HOST, **BASE_ALL}, [])
+    assert not findings
+    write_tree(render_host(host), tmp_path)
+    conf = tmp_path / "etc/opendkim.conf"
+    before = conf.read_text()
+    assert {r.validator: r.ok for r in check_tree(host, tmp_path)}["opendkim -n"] is True
+    assert conf.read_text() == before
+    assert "\nSigningTable            refile:/etc/opendkim/signing_table\n" in before
+    (tmp_path / "etc/opendkim/signing_table").unlink()
+    failed = {r.validator: r for r in check_tree(host, tmp_path)}["opendkim -n"]
+    assert failed.ok is False
+    assert f"{tmp_path}/etc/opendkim/signing_table" in failed.output
+    assert "No such file or directory" in failed.output
+
+
+@pytest.mark.parametrize(("path", "validator"), [
+    ("etc/opendkim.conf", "opendkim -n"), ("etc/opendmarc.conf", "opendmarc -n")])
+def test_mail_auth_validators_reject_a_broken_configuration(tmp_path, path, validator):
+    host, findings = check_host(HOST, {**BASE_HOST, **BASE_ALL}, [])
+    assert not findings
+    write_tree(render_host(host), tmp_path)
+    with (tmp_path / path).open("a") as f:
+        f.write("BogusKnob               yes\n")
+    results = {r.validator: r for r in check_tree(host, tmp_path)}
+    assert results[validator].ok is False
+    assert "unrecognized parameter" in results[validator].output
+    assert all(r.ok for name, r in results.items() if name != validator), results

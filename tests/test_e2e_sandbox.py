@@ -42,7 +42,13 @@ def secrets() -> list[str]:
     for user in host.users:
         found.append(user.password)
         found.append(dovecot_hash(user.password, host.hostname, user.address).split("$")[-1])
-    return [s for s in found if s]
+    return [s for s in found if s] + dkim_key_lines()
+
+
+def dkim_key_lines() -> list[str]:
+    """The base64 lines of every DKIM private key the sandbox has (beside its CA)."""
+    return [line for key in sorted((CA_DIR / "dkim").glob("*.key"))
+            for line in key.read_text().splitlines() if line and not line.startswith("-----")]
 
 
 def test_sandbox_up_delivers_a_message_and_prints_connection_details(sandbox_up):
@@ -71,7 +77,9 @@ def test_no_secret_in_deploy_output_even_verbose_with_diff(sandbox_up, tmp_path)
     inventory = tmp_path / "sandbox"
     subprocess.run(["cp", "-r", str(SANDBOX), str(inventory)], check=True)
     main = inventory / "group_vars" / "all" / "main.yml"
-    main.write_text(main.read_text().replace("sandbox-bob-pw", "sandbox-bob-pw-changed"))
+    main.write_text(main.read_text().replace("sandbox-bob-pw", "sandbox-bob-pw-changed")
+                    # a new DKIM selector: a key is made and copied to the host
+                    + "\nmail_dkim: {selector: rotated}\n")
     changed = Inventory(inventory).mail_hosts()[0]
     changed_secrets = [changed.users[1].password,
                        dovecot_hash(changed.users[1].password, changed.hostname,
@@ -86,6 +94,7 @@ def test_no_secret_in_deploy_output_even_verbose_with_diff(sandbox_up, tmp_path)
     assert restore.returncode == 0, outputs[-1][-2000:]
     text = "\n".join(outputs)
     assert "changed=" in text  # the runs did report their work
+    assert (CA_DIR / "dkim" / "sandbox.test.rotated.key").is_file()
     leaked = [s for s in secrets() + changed_secrets if s in text]
     assert not leaked, f"{len(leaked)} secret(s) appear in deploy output"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mailctl import ansible_bridge, components, render
+from mailctl import ansible_bridge, components, platforms, render
 from mailctl.checks import check_tree
-from mailctl.model import BACKENDS
+from mailctl.model import BACKENDS, MailHost
 from mailctl.paths import templates_dir
 from mailctl.validate import check_host
 
@@ -68,15 +68,51 @@ def test_components_per_kind_and_platform():
     def names(host):
         return [c.name for c in render.host_components(host)]
 
-    assert names(_host()) == ["postfix", "dovecot"]
-    assert names(_host(mail_backend="cyrus")) == ["postfix", "cyrus"]
-    assert names(_host(["mx"], mail_domains=None, mail_users=None)) == ["postfix"]
+    assert names(_host()) == ["postfix", "dovecot", "opendkim", "opendmarc"]
+    assert names(_host(mail_backend="cyrus")) == ["postfix", "cyrus", "opendkim", "opendmarc"]
+    assert names(_host(["mx"], mail_domains=None, mail_users=None)) == [
+        "postfix", "opendkim", "opendmarc"]
+    # a mailstore signs but does not judge inbound mail; with DKIM off it runs no milter
+    assert names(_host(["mailstore"])) == ["postfix", "dovecot", "opendkim"]
+    assert names(_host(["mailstore"], mail_dkim={"mode": "off"})) == ["postfix", "dovecot"]
+    assert names(_host(mail_dkim={"mode": "off"})) == [
+        "postfix", "dovecot", "opendkim", "opendmarc"]  # an all-in-one host still verifies
     cyrus_suse = {c.name: c for c in render.host_components(
         _host(mail_backend="cyrus", mail_platform="suse"))}
     assert cyrus_suse["cyrus"].service == "cyrus"
     assert cyrus_suse["cyrus"].journal == ("cyrus",)
     assert cyrus_suse["postfix"].process == "/usr/lib/postfix/bin/master"
     assert cyrus_suse["cyrus"].validators[0].argv[0] == "/usr/lib/cyrus/bin/cyr_info"
+    assert cyrus_suse["opendkim"].validators[0].argv == (
+        "opendkim", "-n", "-x", "/etc/opendkim/opendkim.conf")
+    assert cyrus_suse["opendkim"].validators[0].rebase is True
+
+
+def test_when_selects_components_and_files_by_a_host_property():
+    """`when` (component or file) is answered by a MailHost property: OpenDKIM runs where it
+    signs or verifies, and only a signing host gets its signing tables."""
+    def files(host):
+        return {c.name: sorted(f["dest"] for f in c.files) for c in render.host_components(host)}
+
+    signing = {"/etc/opendkim/internal_hosts", "/etc/opendkim/key_table",
+               "/etc/opendkim/signing_table"}  # the files with `when: signs`
+    for signer in (_host(), _host(["mailstore"])):
+        assert signing | {"/etc/opendkim.conf"} <= set(files(signer)["opendkim"])
+    for verifier in (_host(["mx"], mail_domains=None, mail_users=None),
+                     _host(mail_dkim={"mode": "off"})):
+        assert "/etc/opendkim.conf" in files(verifier)["opendkim"]
+        assert not signing & set(files(verifier)["opendkim"])
+    assert "opendkim" not in files(_host(["mailstore"], mail_dkim={"mode": "off"}))
+    # components.for_host itself: `enabled` answers each `when` by the property's name
+    debian = platforms.names("debian", None)
+    asked = []
+    picked = components.for_host("debian", "mailstore", "dovecot", debian,
+                                 lambda flag: asked.append(flag) or False)
+    assert "opendkim" not in [c.name for c in picked] and "runs_opendkim" in asked
+    picked = components.for_host("debian", "mailstore", "dovecot", debian,
+                                 lambda flag: flag == "runs_opendkim")
+    dests = {f["dest"] for c in picked if c.name == "opendkim" for f in c.files}
+    assert "/etc/opendkim.conf" in dests and not signing & dests  # `signs` is not enabled
 
 
 def test_every_registry_file_has_its_template_and_a_known_kind():
@@ -86,6 +122,10 @@ def test_every_registry_file_has_its_template_and_a_known_kind():
             assert (templates_dir() / f["template"]).is_file(), (name, f["template"])
             assert set(f.get("kinds", [])) <= set(components.KINDS), (name, f)
             assert set(f.get("backends", [])) <= set(BACKENDS), (name, f)
+            if "when" in f:
+                assert isinstance(getattr(MailHost, f["when"], None), property), (name, f)
+        if "when" in entry:  # a MailHost property answers it
+            assert isinstance(getattr(MailHost, entry["when"], None), property), name
 
 
 def test_a_fourth_component_is_one_entry_and_a_template(with_motd, tmp_path):
@@ -108,7 +148,9 @@ def test_a_fourth_component_is_one_entry_and_a_template(with_motd, tmp_path):
     summary = ansible_bridge.host_summary({"name": "h1", "groups": [],
                                            "os_family": "RedHat", "variables": HOST_VARS})
     planned = {c["name"]: c for c in summary["components"]}
-    assert [c["name"] for c in summary["components"]] == ["dovecot", "motd", "postfix"]
+    # registry order, the store first and Postfix (after_store) last
+    assert [c["name"] for c in summary["components"]] == [
+        "dovecot", "opendkim", "opendmarc", "motd", "postfix"]
     assert planned["motd"]["service"] == "motd"
     assert planned["motd"]["action"] == "restarted"
     assert planned["motd"]["validators"][0]["argv"][-1] == "/etc/mailctl/motd"
@@ -128,7 +170,8 @@ def test_the_roles_take_everything_about_a_component_from_the_registry():
                      for line in p.read_text().splitlines()
                      if not line.lstrip().startswith("#"))  # comments may explain
     for needle in ("doveconf", "cyr_info", "postfix check", "dovecot-core", "cyrus-pop3d",
-                   "services.", "journal_units", "service_patterns", "store_packages"):
+                   "services.", "journal_units", "service_patterns", "store_packages",
+                   "opendkim -n", "opendmarc -n", "publicsuffix-list"):
         assert needle not in text, needle
 
 
@@ -136,8 +179,6 @@ def test_a_release_with_other_syntax_is_a_profile_entry_not_a_new_family(tmp_pat
     """The platform profile's version axis: "RedHat 10" (say, with Postfix 3.8) gets the 3.6
     syntax from `releases` while RedHat 9 keeps its own — one family, no new profile."""
     from dataclasses import replace
-
-    from mailctl import platforms
 
     roles = tmp_path / "roles"
     shutil.copytree(platforms.roles_dir() / "mail_common" / "vars",

@@ -82,9 +82,16 @@ def test_golden_trees_have_the_expected_files():
     }
     sasl = {"debian": "etc/postfix/sasl/smtpd.conf", "redhat": "etc/sasl2/smtpd.conf",
             "suse": "etc/sasl2/smtpd.conf"}
+    # an all-in-one host signs and judges: OpenDKIM with its tables, OpenDMARC, and the
+    # header_checks that drop forged Authentication-Results fields
+    mail_auth = {"etc/opendkim/internal_hosts", "etc/opendkim/signing_table",
+                 "etc/opendkim/key_table", "etc/opendmarc.conf",
+                 "etc/opendmarc/ignore_hosts", "etc/postfix/header_checks"}
+    opendkim_conf = {"debian": "etc/opendkim.conf", "redhat": "etc/opendkim.conf",
+                     "suse": "etc/opendkim/opendkim.conf"}
     for backend in BACKENDS:
         for platform in PLATFORMS:
-            want = set(expected[backend])
+            want = set(expected[backend]) | mail_auth | {opendkim_conf[platform]}
             if backend == "cyrus":
                 want.add(sasl[platform])
             assert set(tree(GOLDEN / f"{backend}-{platform}")) == want, (backend, platform)
@@ -126,6 +133,36 @@ def test_golden_content_spot_checks():
     assert "\ncyrus_sasl_config_path = /etc/sasl2\n" in (cyr / "postfix/main.cf").read_text()
     assert ("\nvirtual_transport = lmtp:unix:/run/cyrus/socket/lmtp\n"
             in (cyr / "postfix/main.cf").read_text())
+    # mail authentication: an all-in-one host signs its domains and judges inbound mail
+    dkim_sock, dmarc_sock = "unix:/run/opendkim/opendkim.sock", "unix:/run/opendmarc/opendmarc.sock"
+    assert "\nmilter_default_action = tempfail\n" in main_cf
+    assert f"\nsmtpd_milters = {dkim_sock} {dmarc_sock}\n" in main_cf
+    assert f"\nnon_smtpd_milters = {dkim_sock}\n" in main_cf
+    assert "\nheader_checks = regexp:${config_directory}/header_checks\n" in main_cf
+    master_cf = (deb / "postfix/master.cf").read_text()
+    assert master_cf.count(f"\n  -o smtpd_milters={dkim_sock}\n") == 2  # 587 and 465
+    opendkim = (deb / "opendkim.conf").read_text()
+    assert "\nMode                    sv\n" in opendkim
+    assert "\nAuthservID              mail-debian.example.test\n" in opendkim
+    assert "\nKeyTable                /etc/opendkim/key_table\n" in opendkim
+    assert (deb / "opendkim/key_table").read_text().splitlines()[2:] == [
+        "example.test example.test:mail:/etc/opendkim/keys/example.test.mail.key",
+        "xn--bcher-kva.test xn--bcher-kva.test:mail:"
+        "/etc/opendkim/keys/xn--bcher-kva.test.mail.key"]
+    assert (deb / "opendkim/signing_table").read_text().splitlines()[2:] == [
+        "*@example.test example.test", "*@xn--bcher-kva.test xn--bcher-kva.test"]
+    assert (deb / "opendkim/internal_hosts").read_text().splitlines()[4:] == [
+        "127.0.0.0/8", "::1/128", "192.0.2.0/24"]
+    opendmarc = (deb / "opendmarc.conf").read_text()
+    assert "\nRejectFailures          true\n" in opendmarc
+    assert "\nTrustedAuthservIDs      mail-debian.example.test\n" in opendmarc
+    assert (deb / "postfix/header_checks").read_text().splitlines()[-1] == (
+        r"/^Authentication-Results:[[:space:]]*(\([^)]*\)[[:space:]]*)?"
+        r"mail-debian\.example\.test([[:space:];(]|$)/"
+        " IGNORE")
+    suse = GOLDEN / "cyrus-suse" / "etc"
+    assert "\nKeyTable                /etc/opendkim/key_table\n" in (
+        suse / "opendkim/opendkim.conf").read_text()
 
 
 # --------------------------------------------------------------------------- properties

@@ -101,9 +101,16 @@ def test_allinone_hosts_ignore_the_topology():
 
 def test_mx_relays_every_domain_to_its_store_over_verified_tls():
     files = files_of("mx1.example.test")
-    assert sorted(files) == ["/etc/postfix/main.cf", "/etc/postfix/master.cf",
-                             "/etc/postfix/relay_recipients", "/etc/postfix/tls_policy",
-                             "/etc/postfix/transport"]
+    # Postfix's own files, and the milters that judge inbound mail (no signing tables: an
+    # mx signs nothing)
+    assert sorted(files) == ["/etc/opendkim.conf", "/etc/opendmarc.conf",
+                             "/etc/opendmarc/ignore_hosts",
+                             "/etc/postfix/header_checks", "/etc/postfix/main.cf",
+                             "/etc/postfix/master.cf", "/etc/postfix/relay_recipients",
+                             "/etc/postfix/tls_policy", "/etc/postfix/transport"]
+    # each mx drops forged Authentication-Results in the name of any mx of the deployment
+    checks = files["/etc/postfix/header_checks"]
+    assert "mx1\\.example\\.test(" in checks and "mx2\\.example\\.test(" in checks
     main = files["/etc/postfix/main.cf"]
     assert setting(main, "relay_domains") == "example.test, corp.test"
     assert "virtual_mailbox_domains" not in main and "smtpd_sasl_type" not in main

@@ -64,7 +64,8 @@ def _topology(data: dict[str, Any]) -> Topology:
     return Topology(
         routes=tuple(Route(r["domain"], r["store"], r["store_name"])
                      for r in planned.get("routes", [])),
-        recipients=tuple(planned.get("recipients", [])))
+        recipients=tuple(planned.get("recipients", [])),
+        edges=tuple(planned.get("edges", [])))
 
 
 def plan_topology(hostvars: Any, groups: dict[str, list[str]],
@@ -80,14 +81,14 @@ def plan_topology(hostvars: Any, groups: dict[str, list[str]],
         if host:
             hosts.append(host)
     if not hosts:
-        return {"routes": [], "recipients": []}
+        return {"routes": [], "recipients": [], "edges": []}
     topology, problems = plan(hosts)
     lines += [f"{p.host}: {p.field}: {p.message}" for p in problems]
     if lines:
         raise BridgeError("\n".join(lines))
     return {"routes": [{"domain": r.domain, "store": r.store, "store_name": r.store_name}
                        for r in topology.routes],
-            "recipients": list(topology.recipients)}
+            "recipients": list(topology.recipients), "edges": list(topology.edges)}
 
 
 def host_files(data: dict[str, Any]) -> list[dict[str, Any]]:

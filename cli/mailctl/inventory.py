@@ -139,7 +139,7 @@ class Inventory:
                                              "mail_dkim.key_file",
                                              f"{path!r} (domain {domain}, selector {selector}): "
                                              "no such file"))
-        served = self.served_domains()
+        served = self.served_domains() if host.dkim.selectors else set()
         for domain, _selector in host.dkim.selectors:
             if domain not in served:
                 found.append(Problem(self.file_of(host.name, "mail_dkim"), host.name,
@@ -152,7 +152,10 @@ class Inventory:
         if self._served is None:
             self._served = set()
             for name in self.host_names(None):
-                raw = self.host_vars(name).variables.get("mail_domains") or []
+                try:
+                    raw = self.host_vars(name).variables.get("mail_domains") or []
+                except InputError:
+                    continue  # that host's own finding, when it is validated
                 for domain in raw if isinstance(raw, list) else []:
                     with contextlib.suppress(NameSyntaxError):  # that host's own finding
                         self._served.add(normalize_domain(domain))

@@ -1,7 +1,8 @@
 """Render one host's configuration files from templates/ — pure and deterministic.
 
 The same function serves `mailctl render` and the Ansible roles (through the mailctl_files
-filter), so what render writes is byte for byte what deploy installs.
+filter), so what render writes is byte for byte what deploy installs (given the facts a
+deploy adds: the release, and the resolvers OpenDKIM is told).
 """
 
 from __future__ import annotations

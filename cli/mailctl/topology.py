@@ -28,6 +28,9 @@ class Topology:
     # Every address some mailstore accepts: users, their aliases, inventory aliases, and
     # '@domain' for a catch-all. An mx refuses anything else at RCPT (no backscatter).
     recipients: tuple[str, ...] = ()
+    # The mx hosts' names: each judges inbound mail, and each drops Authentication-Results
+    # fields a sender forged in the name of any of them
+    edges: tuple[str, ...] = ()
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -91,4 +94,5 @@ def plan(hosts: list[MailHost]) -> tuple[Topology, list[TopologyProblem]]:
                 host.name, "mail_hostname", "mail_hostname",
                 f"{host.hostname!r} is also the mail_hostname of {hostnames[host.hostname]}"))
         hostnames.setdefault(host.hostname, host.name)
-    return Topology(tuple(routes), tuple(sorted(set(recipients)))), problems
+    edges = tuple(sorted(h.hostname for h in hosts if h.kind == "mx"))
+    return Topology(tuple(routes), tuple(sorted(set(recipients))), edges), problems

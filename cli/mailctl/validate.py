@@ -457,6 +457,8 @@ def _selector(value: Any, field: str, out: _Collector) -> str | None:
 def _dkim(value: Any, out: _Collector) -> Dkim:
     value = _settings_map("mail_dkim", value, DKIM_KEYS, out)
     mode = value.get("mode", "generate")
+    if mode is False:
+        mode = "off"  # YAML reads an unquoted off as false
     if mode not in DKIM_MODES:
         out.add("mail_dkim", "mail_dkim.mode",
                 f"{mode!r} is not a DKIM mode (choose {', '.join(DKIM_MODES)})")
@@ -492,7 +494,7 @@ def _dkim(value: Any, out: _Collector) -> Dkim:
         else:
             try:
                 key_file.format(domain="d", selector="s")
-            except (KeyError, IndexError, ValueError) as exc:
+            except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
                 out.add("mail_dkim", "mail_dkim.key_file",
                         f"may hold only {{domain}} and {{selector}} ({exc})")
                 key_file = None

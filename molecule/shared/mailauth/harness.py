@@ -1,14 +1,16 @@
 """The outside world of a molecule scenario, for the mail-authentication checks of [3/8]:
 one container on the scenario's network that is at once
-  - its DNS server: unbound, authoritative for `test.` with the zone `mailctl dns` prints
-    for the inventory plus the outside domains below; the mail hosts resolve through it
-    (their `dns_servers`), names outside `test.` are forwarded to Docker's resolver
-    (the package mirror during the converge);
-  - the sink: MX of sink.test, an SMTP server that keeps every message as received;
-  - the sender: DKIM-signs test mail for sink.test with a key made here.
-Outside domains: sink.test (SPF: this container, DKIM selector s1, DMARC p=reject),
-reject.test (SPF -all, DMARC p=reject, never signed), nodmarc.test (SPF: this container,
-no DMARC).
+  - its DNS server: unbound, authoritative for `test.` (the zone `mailctl dns` prints for
+    the inventory) and `example.` (the outside domains below); the mail hosts resolve
+    through it (their `dns_servers`); other names are forwarded to Docker's resolver (the
+    package mirror during the converge);
+  - the sink: MX of sink.example, an SMTP server that keeps every message as received;
+  - the sender: DKIM-signs test mail for sink.example with a key made here.
+Outside domains, under the reserved `example.` (OpenDKIM's resolver, libunbound, answers
+every `.test` name itself with NXDOMAIN, so the senders whose signatures the hosts verify
+cannot be .test): sink.example (SPF: this container, DKIM selector s1, DMARC p=reject),
+reject.example (SPF -all, DMARC p=reject, never signed), nodmarc.example (SPF: this
+container, no DMARC).
 
   harness.py up --name C --network NET --ip IP --inventory DIR
   harness.py down --name C
@@ -45,11 +47,17 @@ server:
   chroot: ""
   username: ""
   module-config: "iterator"
-  # unbound answers the special-use name test. itself (NXDOMAIN) unless told not to
+  # unbound answers the special-use names test. and example. itself unless told not to
   local-zone: "test." nodefault
+  local-zone: "example." nodefault
 auth-zone:
   name: "test."
   zonefile: "{remote}/test.zone"
+  for-upstream: yes
+  for-downstream: yes
+auth-zone:
+  name: "example."
+  zonefile: "{remote}/example.zone"
   for-upstream: yes
   for-downstream: yes
 forward-zone:
@@ -71,8 +79,8 @@ def mailctl(*args: str) -> str:
 
 
 def sink_key(directory: Path) -> tuple[Path, str]:
-    """The sender's DKIM key for sink.test (made once) and its public key for the zone."""
-    key = directory / "sink.test.s1.key"
+    """The sender's DKIM key for sink.example (made once) and its public key for the zone."""
+    key = directory / "sink.example.s1.key"
     if not key.exists():
         subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
                         "rsa_keygen_bits:2048", "-out", str(key)], check=True,
@@ -90,24 +98,38 @@ def txt(value: str) -> str:
     return " ".join(f'"{p}"' for p in parts)
 
 
-def zone(ip: str, mail_records: str, sink_public: str) -> str:
-    return f"""$ORIGIN test.
+def soa(origin: str, ip: str) -> str:
+    return f"""$ORIGIN {origin}.
 $TTL 300
-@ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300
-@ IN NS ns.test.
+@ IN SOA ns.{origin}. hostmaster.{origin}. 1 3600 600 86400 300
+@ IN NS ns.{origin}.
 ns IN A {ip}
-; --- the outside world of this scenario
-sink.test. IN MX 10 mx.sink.test.
-mx.sink.test. IN A {ip}
-sink.test. IN TXT "v=spf1 ip4:{ip} -all"
-s1._domainkey.sink.test. IN TXT {txt("v=DKIM1; k=rsa; p=" + sink_public)}
-_dmarc.sink.test. IN TXT "v=DMARC1; p=reject"
-reject.test. IN TXT "v=spf1 -all"
-_dmarc.reject.test. IN TXT "v=DMARC1; p=reject"
-nodmarc.test. IN TXT "v=spf1 ip4:{ip} -all"
-; --- mailctl dns
-{mail_records}
 """
+
+
+def inventory_zone(ip: str, mail_records: str) -> str:
+    """The inventory's zone: what `mailctl dns` printed, as an administrator publishes it."""
+    return soa("test", ip) + "; --- mailctl dns\n" + mail_records
+
+
+def example_zone(ip: str, sink_public: str) -> str:
+    """The outside world's domains."""
+    return soa("example", ip) + f"""sink.example. IN MX 10 mx.sink.example.
+mx.sink.example. IN A {ip}
+sink.example. IN TXT "v=spf1 ip4:{ip} -all"
+s1._domainkey.sink.example. IN TXT {txt("v=DKIM1; k=rsa; p=" + sink_public)}
+_dmarc.sink.example. IN TXT "v=DMARC1; p=reject"
+reject.example. IN TXT "v=spf1 -all"
+_dmarc.reject.example. IN TXT "v=DMARC1; p=reject"
+nodmarc.example. IN TXT "v=spf1 ip4:{ip} -all"
+"""
+
+
+def check_zone(origin: str, path: Path) -> None:
+    check = subprocess.run(["named-checkzone", origin, str(path)], capture_output=True,
+                           text=True, check=False)
+    if check.returncode != 0:
+        raise SystemExit(f"the zone {origin} is not valid:\n{check.stdout}{check.stderr}")
 
 
 def up(args: argparse.Namespace) -> None:
@@ -116,16 +138,14 @@ def up(args: argparse.Namespace) -> None:
     records = mailctl("dns", "-i", args.inventory, "--format", "zone")
     published = json.loads(mailctl("dns", "-i", args.inventory, "--format", "json"))
     key, public = sink_key(work)
-    zone_file = work / "test.zone"
-    zone_file.write_text(zone(args.ip, records, public))
-    check = subprocess.run(["named-checkzone", "test.", str(zone_file)], capture_output=True,
-                           text=True, check=False)
-    if check.returncode != 0:
-        raise SystemExit(f"the zone is not valid:\n{check.stdout}{check.stderr}")
+    zones = {"test": inventory_zone(args.ip, records), "example": example_zone(args.ip, public)}
+    for origin, text in zones.items():
+        (work / f"{origin}.zone").write_text(text)
+        check_zone(origin, work / f"{origin}.zone")
     (work / "unbound.conf").write_text(UNBOUND_CONF.format(remote=REMOTE))
 
     docker("rm", "-f", args.name, check=False)
-    docker("run", "-d", "--name", args.name, "--hostname", "mx.sink.test",
+    docker("run", "-d", "--name", args.name, "--hostname", "mx.sink.example",
            "--network", args.network, "--ip", args.ip, BASE_IMAGE, "sleep", "infinity")
     # packages first, through Docker's resolver; then this container resolves through
     # its own unbound like the mail hosts do
@@ -133,7 +153,8 @@ def up(args: argparse.Namespace) -> None:
            "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install "
            f"-y -q --no-install-recommends {' '.join(PACKAGES)} >/dev/null", timeout=900)
     docker("exec", args.name, "mkdir", "-p", REMOTE)
-    for path in (zone_file, work / "unbound.conf", key, HERE / "outside.py"):
+    for path in (work / "test.zone", work / "example.zone", work / "unbound.conf", key,
+                 HERE / "outside.py"):
         docker("cp", str(path), f"{args.name}:{REMOTE}/{path.name}")
     docker("exec", "-d", args.name, "unbound", "-d", "-c", f"{REMOTE}/unbound.conf")
     docker("exec", "-d", args.name, "python3", f"{REMOTE}/outside.py", "serve",
@@ -150,7 +171,7 @@ def up(args: argparse.Namespace) -> None:
 def _wait_until_served(name: str, timeout: float = 30) -> None:
     """Until unbound answers for the zone and the sink takes connections."""
     probe = ("import socket, spf; socket.create_connection(('127.0.0.1', 25), 2).close(); "
-             "r = spf.check2(i='192.0.2.1', s='x@reject.test', h='x'); "
+             "r = spf.check2(i='192.0.2.1', s='x@reject.example', h='x'); "
              "assert r[0] == 'fail', r")
     deadline = time.monotonic() + timeout
     while True:

@@ -35,7 +35,7 @@ class _Sink(socketserver.StreamRequestHandler):
         self.wfile.write(line.encode() + b"\r\n")
 
     def handle(self) -> None:
-        self.reply("220 mx.sink.test ESMTP outside.py")
+        self.reply("220 mx.sink.example ESMTP outside.py")
         helo, sender, rcpts = "", "", []
         while True:
             line = self.rfile.readline()
@@ -45,7 +45,7 @@ class _Sink(socketserver.StreamRequestHandler):
             arg = line[4:].strip().decode("utf-8", "replace")
             if verb in ("EHLO", "HELO"):
                 helo = arg.split()[0] if arg else ""
-                self.reply("250 mx.sink.test")
+                self.reply("250 mx.sink.example")
             elif verb == "MAIL":
                 sender, rcpts = arg.split(":", 1)[1].split()[0].strip("<>"), []
                 self.reply("250 2.1.0 Ok")

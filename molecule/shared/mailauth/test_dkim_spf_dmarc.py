@@ -168,9 +168,9 @@ def send_from_outside(receiver: MailHost, rcpt: str, subject: str, sender: str,
                       sign: bool) -> dict:
     request = {"host": address(receiver), "rcpt": rcpt, "mail_from": sender,
                "from_header": sender, "subject": subject, "body": "from the outside",
-               "helo": "mx.sink.test"}
+               "helo": "mx.sink.example"}
     if sign:
-        request["sign"] = {"domain": "sink.test", "selector": "s1",
+        request["sign"] = {"domain": "sink.example", "selector": "s1",
                            "key": _state()["sink_key"]}
     return outside_json("send", stdin=json.dumps(request))
 
@@ -184,7 +184,7 @@ def probe_subject(tag: str) -> str:
 def test_submitted_mail_is_dkim_signed_and_spf_passes(signer):
     host = _by_name(signer)
     subject = probe_subject("out")
-    sender = submit(host, "probe@sink.test", subject)
+    sender = submit(host, "probe@sink.example", subject)
     path, meta = sink_message(subject)
     verify = outside("sh", "-c", f"dkimverify < {path}")
     assert verify.returncode == 0 and "signature ok" in verify.stdout, verify.stdout + verify.stderr
@@ -197,10 +197,26 @@ def test_submitted_mail_is_dkim_signed_and_spf_passes(signer):
     assert meta["client"] == address(host)
 
 
+def test_mail_from_a_local_service_is_signed(signer):
+    """What a service on the host hands to sendmail (cron, a vacation reply) is signed too
+    (non_smtpd_milters)."""
+    host = _by_name(signer)
+    subject = probe_subject("local")
+    sender = f"postmaster@{host.domains[0]}"
+    message = f"From: {sender}\nTo: probe@sink.example\nSubject: {subject}\n\nfrom cron\n"
+    sent = subprocess.run(["docker", "exec", "-i", host.name, "/usr/sbin/sendmail", "-f",
+                           sender, "probe@sink.example"], input=message, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert sent.returncode == 0, sent.stderr
+    path, _ = sink_message(subject)
+    verify = outside("sh", "-c", f"dkimverify < {path}")
+    assert verify.returncode == 0 and "signature ok" in verify.stdout, verify.stdout + verify.stderr
+
+
 def test_one_changed_body_byte_breaks_the_signature(signer):
     host = _by_name(signer)
     subject = probe_subject("tamper")
-    submit(host, "probe@sink.test", subject)
+    submit(host, "probe@sink.example", subject)
     path, _ = sink_message(subject)
     tampered = outside("sh", "-c", f"sed 's/^hello/hellp/' {path} | dkimverify")
     assert tampered.returncode != 0, "a changed body still verifies"
@@ -232,7 +248,7 @@ def test_signed_mail_from_outside_passes_dkim_spf_and_dmarc(receiver):
     host = _by_name(receiver)
     store = store_for(host)
     subject = probe_subject("in")
-    result = send_from_outside(host, user_of(store).address, subject, "news@sink.test",
+    result = send_from_outside(host, user_of(store).address, subject, "news@sink.example",
                                sign=True)
     assert result["code"] == 250, result
     results = auth_results(stored_headers(store, subject), host.authserv_id)
@@ -244,7 +260,7 @@ def test_reject_policy_failure_is_refused_at_end_of_data(receiver):
     host = _by_name(receiver)
     store = store_for(host)
     result = send_from_outside(host, user_of(store).address, probe_subject("reject"),
-                               "ceo@reject.test", sign=False)
+                               "ceo@reject.example", sign=False)
     assert 500 <= result["code"] < 600, result
     assert "dmarc" in result["message"].lower(), result
 
@@ -253,7 +269,7 @@ def test_unsigned_mail_without_dmarc_is_delivered_with_dkim_none(receiver):
     host = _by_name(receiver)
     store = store_for(host)
     subject = probe_subject("none")
-    result = send_from_outside(host, user_of(store).address, subject, "info@nodmarc.test",
+    result = send_from_outside(host, user_of(store).address, subject, "info@nodmarc.example",
                                sign=False)
     assert result["code"] == 250, result
     results = auth_results(stored_headers(store, subject), host.authserv_id)
@@ -268,9 +284,9 @@ def test_forged_results_in_this_hosts_name_are_dropped(receiver):
     store = store_for(host)
     subject = probe_subject("forged")
     request = {"host": address(host), "rcpt": user_of(store).address,
-               "mail_from": "info@nodmarc.test", "from_header": "info@nodmarc.test",
+               "mail_from": "info@nodmarc.example", "from_header": "info@nodmarc.example",
                "subject": f"{subject}\r\nAuthentication-Results: {host.authserv_id}; "
                           "dkim=pass header.d=forged.test",
-               "body": "forged", "helo": "mx.sink.test"}
+               "body": "forged", "helo": "mx.sink.example"}
     assert outside_json("send", stdin=json.dumps(request))["code"] == 250
     assert "forged.test" not in stored_headers(store, subject)
