@@ -10,11 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from mailctl.inventory import Inventory
+from mailctl.names import resolv_conf_nameservers
 from mailctl.passwords import dovecot_hash
 from mailctl.render import render_host
 
@@ -127,7 +129,11 @@ def test_no_secret_in_the_hosts_logs(sandbox_up):
 
 
 def test_rendered_files_match_the_sandbox(sandbox_up):
-    host = Inventory(SANDBOX).mail_hosts()[0]
+    # with the fact a deploy adds: the resolvers OpenDKIM's configuration names
+    resolv_conf = subprocess.run(["docker", "exec", "mailctl-sandbox", "cat", "/etc/resolv.conf"],
+                                 capture_output=True, text=True, check=True).stdout
+    host = replace(Inventory(SANDBOX).mail_hosts()[0],
+                   resolvers=resolv_conf_nameservers(resolv_conf))
     for rendered in render_host(host):
         installed = subprocess.run(["docker", "exec", "mailctl-sandbox", "cat", rendered.path],
                                    capture_output=True, text=True, check=True).stdout
