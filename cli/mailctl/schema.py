@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from .components import PLATFORMS, stores
+from .model import Dkim, Dmarc, DnsPublish
 
 REQUIRED = object()  # the default of a variable every host must set
 
@@ -58,13 +59,13 @@ SETTINGS: tuple[Setting, ...] = (
             "`{mode: files, cert, key, ca}` (files on the controller, relative to the inventory "
             "directory — keep them outside it, or Ansible reads them as inventory).",
             shown_default="selfsigned"),
-    Setting("mail_dkim", "dict", {"mode": "generate", "selector": "mail"},
+    Setting("mail_dkim", "dict", {"mode": Dkim.mode, "selector": Dkim.selector},
             "DKIM signing of outgoing mail: `{mode: generate | files | off, selector, "
             "selectors: {domain: selector}, publish: [selector, ...], key_file}`. `generate` "
             "makes an RSA 2048 key per domain and selector beside the local CA; `files` reads "
             "`key_file`, a path with `{domain}` and `{selector}`; `publish` keeps more "
             "selectors in `mailctl dns` (rotation).", shown_default="generate, selector `mail`"),
-    Setting("mail_dmarc", "dict", {"reject": True, "policy": "quarantine"},
+    Setting("mail_dmarc", "dict", {"reject": Dmarc.reject, "policy": Dmarc.policy},
             "`{reject, policy, report_to}`: `reject` refuses inbound mail that fails DMARC for "
             "a domain publishing `p=reject`; `policy` (none, quarantine, reject) and "
             "`report_to` (default postmaster@domain) go into the DMARC record of `mailctl dns`.",
@@ -75,7 +76,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("mail_public_ipv6", "str", "",
             "The host's public IPv6 address, for the AAAA record and SPF of `mailctl dns`.",
             shown_default='`""` (not printed)'),
-    Setting("mail_dns", "dict", {"ttl": 3600, "mta_sts": "testing"},
+    Setting("mail_dns", "dict", {"ttl": DnsPublish.ttl, "mta_sts": DnsPublish.mta_sts},
             "`{ttl, mta_sts}` for `mailctl dns`: the records' TTL and the MTA-STS policy mode "
             "(testing, enforce, none).", shown_default="ttl 3600, mta_sts testing"),
     Setting("mail_platform", "str", "debian",

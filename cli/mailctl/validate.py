@@ -456,14 +456,15 @@ def _selector(value: Any, field: str, out: _Collector) -> str | None:
 
 def _dkim(value: Any, out: _Collector) -> Dkim:
     value = _settings_map("mail_dkim", value, DKIM_KEYS, out)
-    mode = value.get("mode", "generate")
+    mode = value.get("mode", Dkim.mode)
     if mode is False:
         mode = "off"  # YAML reads an unquoted off as false
     if mode not in DKIM_MODES:
         out.add("mail_dkim", "mail_dkim.mode",
                 f"{mode!r} is not a DKIM mode (choose {', '.join(DKIM_MODES)})")
         mode = "off"
-    selector = _selector(value.get("selector", "mail"), "mail_dkim.selector", out) or "mail"
+    selector = (_selector(value.get("selector", Dkim.selector), "mail_dkim.selector", out)
+                or Dkim.selector)
     per_domain = []
     raw = value.get("selectors") or {}
     if not isinstance(raw, Mapping):
@@ -505,15 +506,15 @@ def _dkim(value: Any, out: _Collector) -> Dkim:
 
 def _dmarc(value: Any, out: _Collector) -> Dmarc:
     value = _settings_map("mail_dmarc", value, DMARC_KEYS, out)
-    reject = value.get("reject", True)
+    reject = value.get("reject", Dmarc.reject)
     if not isinstance(reject, bool):
         out.add("mail_dmarc", "mail_dmarc.reject", "must be true or false")
-        reject = True
-    policy = value.get("policy", "quarantine")
+        reject = Dmarc.reject
+    policy = value.get("policy", Dmarc.policy)
     if policy not in DMARC_POLICIES:
         out.add("mail_dmarc", "mail_dmarc.policy",
                 f"{policy!r} is not a DMARC policy (choose {', '.join(DMARC_POLICIES)})")
-        policy = "quarantine"
+        policy = Dmarc.policy
     report_to = value.get("report_to") or ""
     if report_to:
         try:
@@ -526,15 +527,15 @@ def _dmarc(value: Any, out: _Collector) -> Dmarc:
 
 def _dns(value: Any, ipv4: Any, ipv6: Any, out: _Collector) -> DnsPublish:
     value = _settings_map("mail_dns", value, DNS_KEYS, out)
-    ttl = value.get("ttl", 3600)
+    ttl = value.get("ttl", DnsPublish.ttl)
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= 604800:
         out.add("mail_dns", "mail_dns.ttl", "must be a number of seconds from 60 to 604800")
-        ttl = 3600
-    mta_sts = value.get("mta_sts", "testing")
+        ttl = DnsPublish.ttl
+    mta_sts = value.get("mta_sts", DnsPublish.mta_sts)
     if mta_sts not in MTA_STS_MODES:
         out.add("mail_dns", "mail_dns.mta_sts",
                 f"{mta_sts!r} is not an MTA-STS mode (choose {', '.join(MTA_STS_MODES)})")
-        mta_sts = "testing"
+        mta_sts = DnsPublish.mta_sts
     addresses = []
     for key, version in (("mail_public_ipv4", 4), ("mail_public_ipv6", 6)):
         raw = {4: ipv4, 6: ipv6}[version]
