@@ -446,6 +446,17 @@ def _settings_map(key: str, value: Any, known: tuple[str, ...], out: _Collector)
     return value
 
 
+def _choice(value: Any, choices: tuple[str, ...], fallback: str, field: str, what: str,
+            out: _Collector) -> str:
+    """value if it is one of choices, else a finding (field is 'variable.key') and
+    fallback."""
+    if value in choices:
+        return value
+    out.add(field.split(".", 1)[0], field,
+            f"{value!r} is not {what} (choose {', '.join(choices)})")
+    return fallback
+
+
 def _selector(value: Any, field: str, out: _Collector) -> str | None:
     if isinstance(value, str) and _SELECTOR.fullmatch(value):
         return value
@@ -459,10 +470,7 @@ def _dkim(value: Any, out: _Collector) -> Dkim:
     mode = value.get("mode", Dkim.mode)
     if mode is False:
         mode = "off"  # YAML reads an unquoted off as false
-    if mode not in DKIM_MODES:
-        out.add("mail_dkim", "mail_dkim.mode",
-                f"{mode!r} is not a DKIM mode (choose {', '.join(DKIM_MODES)})")
-        mode = "off"
+    mode = _choice(mode, DKIM_MODES, "off", "mail_dkim.mode", "a DKIM mode", out)
     selector = (_selector(value.get("selector", Dkim.selector), "mail_dkim.selector", out)
                 or Dkim.selector)
     per_domain = []
@@ -510,11 +518,8 @@ def _dmarc(value: Any, out: _Collector) -> Dmarc:
     if not isinstance(reject, bool):
         out.add("mail_dmarc", "mail_dmarc.reject", "must be true or false")
         reject = Dmarc.reject
-    policy = value.get("policy", Dmarc.policy)
-    if policy not in DMARC_POLICIES:
-        out.add("mail_dmarc", "mail_dmarc.policy",
-                f"{policy!r} is not a DMARC policy (choose {', '.join(DMARC_POLICIES)})")
-        policy = Dmarc.policy
+    policy = _choice(value.get("policy", Dmarc.policy), DMARC_POLICIES, Dmarc.policy,
+                     "mail_dmarc.policy", "a DMARC policy", out)
     report_to = value.get("report_to") or ""
     if report_to:
         try:
@@ -531,11 +536,8 @@ def _dns(value: Any, ipv4: Any, ipv6: Any, out: _Collector) -> DnsPublish:
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= 604800:
         out.add("mail_dns", "mail_dns.ttl", "must be a number of seconds from 60 to 604800")
         ttl = DnsPublish.ttl
-    mta_sts = value.get("mta_sts", DnsPublish.mta_sts)
-    if mta_sts not in MTA_STS_MODES:
-        out.add("mail_dns", "mail_dns.mta_sts",
-                f"{mta_sts!r} is not an MTA-STS mode (choose {', '.join(MTA_STS_MODES)})")
-        mta_sts = DnsPublish.mta_sts
+    mta_sts = _choice(value.get("mta_sts", DnsPublish.mta_sts), MTA_STS_MODES,
+                      DnsPublish.mta_sts, "mail_dns.mta_sts", "an MTA-STS mode", out)
     addresses = []
     for key, version in (("mail_public_ipv4", 4), ("mail_public_ipv6", 6)):
         raw = {4: ipv4, 6: ipv6}[version]
