@@ -199,7 +199,7 @@ def host_summary(data: dict[str, Any]) -> dict[str, Any]:
             {"domain": d, "selector": host.dkim.selector_for(d),
              "src": _controller_path(host.dkim.key_path(str(data.get("ca_dir") or "."), d,
                                                         host.dkim.selector_for(d)), data),
-             "dest": f"{profile['paths']['opendkim_dir']}/keys/{d}.{host.dkim.selector_for(d)}.key"}
+             "dest": host.dkim.installed_key(profile["paths"]["opendkim_dir"], d)}
             for d in (host.domains if host.signs else ())],
     }
 

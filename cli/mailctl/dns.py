@@ -379,7 +379,7 @@ class ControllerFiles:
             path = Path(host.dkim.key_path(str(state), domain, selector))
             if not path.is_file():
                 self._run("mailctl-dkim.sh", str(state), domain, selector)
-        return base64.b64encode(_public_key_der(path, domain, selector)).decode("ascii")
+        return base64.b64encode(public_key_der(path, domain, selector)).decode("ascii")
 
     def certificate_spki(self, host: MailHost) -> bytes:
         """The DER SubjectPublicKeyInfo of the certificate host serves on port 25."""
@@ -409,7 +409,7 @@ class ControllerFiles:
             raise MailctlError(f"{script} {' '.join(args)} failed: {detail}")
 
 
-def _public_key_der(path: Path, domain: str, selector: str) -> bytes:
+def public_key_der(path: Path, domain: str, selector: str) -> bytes:
     """The public half of a private key file. Neither the key nor a parser's message about
     it is ever shown: only the path."""
     from cryptography.hazmat.primitives.asymmetric import rsa

@@ -79,6 +79,10 @@ class Dkim:
         first, then the others still (or already) published."""
         return tuple(dict.fromkeys((self.selector_for(domain), *self.publish)))
 
+    def installed_key(self, opendkim_dir: str, domain: str) -> str:
+        """Where the host keeps the domain's signing key (only that selector's goes there)."""
+        return f"{opendkim_dir}/keys/{domain}.{self.selector_for(domain)}.key"
+
     def key_path(self, state_dir: str, domain: str, selector: str) -> str:
         """Where the private key lives on the controller (relative: to the inventory)."""
         if self.mode == "files" and self.key_file:

@@ -361,7 +361,7 @@ def _secret_files(mail, platform) -> tuple[list[tuple[str, str, str | None, str]
     # DKIM signing keys: OpenDKIM's alone
     dkim_dir = f"{paths['opendkim_dir']}/keys"
     dkim = [(dkim_dir, users["opendkim"], users["opendkim"], "0700")] + [
-        (f"{dkim_dir}/{d}.{mail.dkim.selector_for(d)}.key", users["opendkim"],
+        (mail.dkim.installed_key(paths["opendkim_dir"], d), users["opendkim"],
          users["opendkim"], "0600") for d in mail.domains] if mail.signs else []
     # a new store must say what it keeps
     return own[mail.backend] + dkim, left[mail.backend]
