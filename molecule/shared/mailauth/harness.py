@@ -29,9 +29,9 @@ import sys
 import time
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-
 from mailctl.containers import BASE_IMAGE, docker
+from mailctl.dns import Record, public_key_der, zone_line
+from mailctl.paths import roles_dir
 
 HERE = Path(__file__).resolve().parent
 REMOTE = "/opt/outside"
@@ -79,23 +79,12 @@ def mailctl(*args: str) -> str:
 
 
 def sink_key(directory: Path) -> tuple[Path, str]:
-    """The sender's DKIM key for sink.example (made once) and its public key for the zone."""
-    key = directory / "sink.example.s1.key"
-    if not key.exists():
-        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
-                        "rsa_keygen_bits:2048", "-out", str(key)], check=True,
-                       capture_output=True)
-        key.chmod(0o600)
-    private = serialization.load_pem_private_key(key.read_bytes(), password=None)
-    der = private.public_key().public_bytes(serialization.Encoding.DER,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
-    return key, base64.b64encode(der).decode()
-
-
-def txt(value: str) -> str:
-    """A TXT value as zone-file strings of at most 255 bytes."""
-    parts = [value[i:i + 255] for i in range(0, len(value), 255)]
-    return " ".join(f'"{p}"' for p in parts)
+    """The sender's DKIM key for sink.example, made once as mailctl makes its own
+    (mailctl-dkim.sh), and its public key for the zone."""
+    subprocess.run(["sh", str(roles_dir() / "mail_common" / "files" / "mailctl-dkim.sh"),
+                    str(directory), "sink.example", "s1"], check=True, capture_output=True)
+    key = directory / "dkim" / "sink.example.s1.key"
+    return key, base64.b64encode(public_key_der(key, "sink.example", "s1")).decode()
 
 
 def soa(origin: str, ip: str) -> str:
@@ -117,7 +106,7 @@ def example_zone(ip: str, sink_public: str) -> str:
     return soa("example", ip) + f"""sink.example. IN MX 10 mx.sink.example.
 mx.sink.example. IN A {ip}
 sink.example. IN TXT "v=spf1 ip4:{ip} -all"
-s1._domainkey.sink.example. IN TXT {txt("v=DKIM1; k=rsa; p=" + sink_public)}
+{zone_line(Record("s1._domainkey.sink.example", "TXT", 300, "v=DKIM1; k=rsa; p=" + sink_public))}
 _dmarc.sink.example. IN TXT "v=DMARC1; p=reject"
 reject.example. IN TXT "v=spf1 -all"
 _dmarc.reject.example. IN TXT "v=DMARC1; p=reject"
