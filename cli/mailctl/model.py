@@ -9,7 +9,13 @@ from . import components
 BACKENDS = components.stores()  # the mail stores in the component registry
 PLATFORMS = components.PLATFORMS
 TOPOLOGY_GROUPS = components.KINDS[1:]  # the groups that make a host an mx or a mailstore
-TLS_MODES = ("selfsigned", "files")
+TLS_MODES = ("selfsigned", "files", "acme")
+ACME_CHALLENGES = ("http-01", "dns-01")
+# Directory URLs an inventory may name by a short name
+ACME_PRESETS = {
+    "letsencrypt": "https://acme-v02.api.letsencrypt.org/directory",
+    "letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+}
 DKIM_MODES = ("generate", "files", "off")
 DMARC_POLICIES = ("none", "quarantine", "reject")
 MTA_STS_MODES = ("testing", "enforce", "none")
@@ -52,7 +58,28 @@ class Tls:
     # mode 'files': files on the controller (relative paths: to the inventory directory)
     cert_src: str | None = None
     key_src: str | None = None
-    ca_src: str | None = None  # the CA that signed cert (default: cert itself)
+    # the CA that signed cert (mode files; default: cert itself), or the root the ACME CA's
+    # chains lead to (mode acme; default: the platform's CA bundle)
+    ca_src: str | None = None
+    # mode 'acme': an RFC 8555 directory (a URL, or a preset of ACME_PRESETS)
+    directory: str = ""
+    contact: str = ""  # the account's e-mail address
+    names: tuple[str, ...] = ()  # more names in the certificate, after the host name
+    challenge: str = "http-01"
+    dns_hook: str | None = None  # dns-01: a program on the controller, installed on the host
+    directory_ca: str | None = None  # the CA of the directory's own HTTPS (a private ACME CA)
+    renew_check: int = 43200  # seconds between the on-host renewal checks
+    # verify and `mailctl certs` fail below this many days left (or a sixth of the lifetime,
+    # for certificates shorter than six times that)
+    min_days_left: int = 14
+
+    @property
+    def acme(self) -> bool:
+        return self.mode == "acme"
+
+    def all_names(self, hostname: str) -> tuple[str, ...]:
+        """The names the host's certificate carries: its mail name first."""
+        return tuple(dict.fromkeys((hostname, *self.names)))
 
 
 @dataclass(frozen=True)
@@ -158,6 +185,11 @@ class MailHost:
     def signs(self) -> bool:
         """Signs outgoing mail with DKIM: hosts with users (all-in-one, mailstore)."""
         return self.kind != "mx" and self.dkim.signs
+
+    @property
+    def acme(self) -> bool:
+        """Gets its certificate from an ACME CA and renews it on the host."""
+        return self.tls.acme
 
     @property
     def runs_opendkim(self) -> bool:

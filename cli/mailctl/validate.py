@@ -21,6 +21,8 @@ from .model import (
     DMARC_POLICIES,
     MTA_STS_MODES,
     PLATFORMS,
+    ACME_CHALLENGES,
+    ACME_PRESETS,
     TLS_MODES,
     TOPOLOGY_GROUPS,
     Alias,
@@ -46,7 +48,14 @@ from .schema import DEFAULTS  # every variable mailctl reads (None: required)
 MX_DERIVED = ("mail_domains", "mail_users", "mail_aliases")
 USER_KEYS = ("address", "password", "password_hash", "quota", "aliases")
 ALIAS_KEYS = ("address", "to")
-TLS_KEYS = ("mode", "cert", "key", "ca")
+TLS_KEYS = ("mode", "cert", "key", "ca", "directory", "contact", "names", "challenge", "dns_hook",
+            "directory_ca", "renew_check", "min_days_left")
+TLS_KEYS_OF_MODE = {"selfsigned": ("mode", "min_days_left"),
+                    "files": ("mode", "cert", "key", "ca", "min_days_left"),
+                    "acme": ("mode", "ca", *TLS_KEYS[4:])}
+# a duration: seconds, or a number with s, m (minutes), h or d
+_DURATION = re.compile(r"^([1-9][0-9]*)\s*(s|m|min|h|d)?$")
+_DURATION_UNITS = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 DKIM_KEYS = ("mode", "selector", "selectors", "publish", "key_file")
 DMARC_KEYS = ("reject", "policy", "report_to")
 DNS_KEYS = ("ttl", "mta_sts")
@@ -122,7 +131,7 @@ def check_host(name: str, variables: Mapping[str, Any], groups: list[str],
                 lambda x: parse_size(x, what="message size limit"))
     if size == 0:
         out.add("mail_message_size_limit", "mail_message_size_limit", "must be more than 0")
-    tls = _tls(v["mail_tls"], out)
+    tls = _tls(v["mail_tls"], hostname, domains, out)
     overrides = {k: _overrides(k, v[k], out) for k in
                  ("mail_postfix_overrides", "mail_dovecot_overrides", "mail_cyrus_overrides")}
     if kind != "allinone" and tls.mode == "files" and not tls.ca_src:
@@ -156,11 +165,11 @@ def _unknown_keys(variables: Mapping[str, Any], out: _Collector) -> None:
         out.add(key, key, f"unknown mailctl variable{hint}")
 
 
-def _one(out: _Collector, key: str, value: Any, parse) -> Any:
+def _one(out: _Collector, key: str, value: Any, parse, field: str | None = None) -> Any:
     try:
         return parse(value)
     except NameSyntaxError as exc:
-        out.add(key, key, str(exc))
+        out.add(key, field or key, str(exc))
         return None
 
 
@@ -414,25 +423,103 @@ def _mynetworks(value: Any, out: _Collector) -> list[str]:
     return nets
 
 
-def _tls(value: Any, out: _Collector) -> Tls:
+def _tls(value: Any, hostname: str | None, domains: list[str], out: _Collector) -> Tls:
     if not isinstance(value, Mapping):
         out.add("mail_tls", "mail_tls", "must be a mapping such as {mode: selfsigned}")
         return Tls("selfsigned")
-    for extra in sorted(str(k) for k in value if k not in TLS_KEYS):
-        out.add("mail_tls", f"mail_tls.{extra}", f"unknown TLS setting (use {', '.join(TLS_KEYS)})")
     mode = value.get("mode", "selfsigned")
     if mode not in TLS_MODES:
         out.add("mail_tls", "mail_tls.mode", f"{mode!r} is not a TLS mode (choose "
                                              f"{' or '.join(TLS_MODES)})")
         return Tls("selfsigned")
+    known = TLS_KEYS_OF_MODE[mode]
+    for extra in sorted(str(k) for k in value if k not in known):
+        where = ("unknown TLS setting" if extra not in TLS_KEYS
+                 else f"is not a setting of mode {mode!r}")
+        out.add("mail_tls", f"mail_tls.{extra}", f"{where} (use {', '.join(known)})")
+    min_days = _count(value.get("min_days_left", Tls.min_days_left), 0, 3650,
+                      "mail_tls.min_days_left", out)
+    for key in ("ca", "directory_ca", "dns_hook"):
+        if value.get(key) is not None and not (isinstance(value[key], str) and value[key]):
+            out.add("mail_tls", f"mail_tls.{key}", "must be a path")
     if mode == "files":
         for key in ("cert", "key"):
             if not isinstance(value.get(key), str) or not value.get(key):
                 out.add("mail_tls", f"mail_tls.{key}", "is required when mode is 'files'")
-        if value.get("ca") is not None and not isinstance(value.get("ca"), str):
-            out.add("mail_tls", "mail_tls.ca", "must be a path")
-        return Tls(mode, value.get("cert"), value.get("key"), value.get("ca"))
-    return Tls(mode)
+        return Tls(mode, value.get("cert"), value.get("key"), value.get("ca"),
+                   min_days_left=min_days)
+    if mode == "acme":
+        return _acme(value, hostname, domains, min_days, out)
+    return Tls(mode, min_days_left=min_days)
+
+
+def _acme(value: Mapping, hostname: str | None, domains: list[str], min_days: int,
+          out: _Collector) -> Tls:
+    directory = value.get("directory")
+    directory = ACME_PRESETS.get(directory, directory) if isinstance(directory, str) else None
+    if not directory:
+        out.add("mail_tls", "mail_tls.directory", "is required when mode is 'acme' (an "
+                f"https:// URL, or {' or '.join(ACME_PRESETS)})")
+    elif not re.fullmatch(r"https://[^\s/]+(/\S*)?", directory):
+        out.add("mail_tls", "mail_tls.directory", f"{directory!r} is not an https:// URL (or "
+                f"one of {', '.join(ACME_PRESETS)})")
+    contact = value.get("contact")
+    if contact in (None, ""):
+        out.add("mail_tls", "mail_tls.contact", "is required when mode is 'acme' (the e-mail "
+                "address the CA writes to about the account and expiring certificates)")
+        contact = ""
+    else:
+        contact = _one(out, "mail_tls", contact, normalize_address, "mail_tls.contact") or ""
+    names = []
+    for i, item in enumerate(_as_list(value.get("names", []), "mail_tls", "mail_tls.names",
+                                      out)):
+        name = _one(out, "mail_tls", item, normalize_fqdn, f"mail_tls.names[{i}]")
+        if name is None:
+            continue
+        allowed = tuple(dict.fromkeys(d for d in (*domains, _parent(hostname)) if d))
+        if not any(name == d or name.endswith("." + d) for d in allowed):
+            out.add("mail_tls", f"mail_tls.names[{i}]",
+                    f"{name!r} is neither this host's name nor under one of its mail domains "
+                    f"or its name's domain ({', '.join(allowed)})")
+            continue
+        names.append(name)
+    challenge = _choice(value.get("challenge", Tls.challenge), ACME_CHALLENGES, Tls.challenge,
+                        "mail_tls.challenge", "an ACME challenge", out)
+    if challenge == "dns-01" and not value.get("dns_hook"):
+        out.add("mail_tls", "mail_tls.dns_hook", "is required when challenge is 'dns-01' (the "
+                "program that publishes _acme-challenge TXT records: see the README)")
+    if challenge == "http-01" and value.get("dns_hook"):
+        out.add("mail_tls", "mail_tls.dns_hook", "is only used with challenge 'dns-01'")
+    renew_check = _duration(value.get("renew_check", Tls.renew_check), "mail_tls.renew_check",
+                            out)
+    return Tls("acme", ca_src=value.get("ca"), directory=directory or "", contact=contact,
+               names=tuple(names), challenge=challenge, dns_hook=value.get("dns_hook"),
+               directory_ca=value.get("directory_ca"), renew_check=renew_check,
+               min_days_left=min_days)
+
+
+def _parent(hostname: str | None) -> str:
+    return hostname.split(".", 1)[1] if hostname and "." in hostname else ""
+
+
+def _count(value: Any, low: int, high: int, field: str, out: _Collector) -> int:
+    """An integer setting within [low, high]; a finding (and low) otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+        return value
+    out.add(field.split(".", 1)[0], field, f"{value!r} is not a whole number from {low} to "
+                                           f"{high}")
+    return low
+
+
+def _duration(value: Any, field: str, out: _Collector) -> int:
+    """Seconds, from an integer or a string such as '12h', '30m', '10s' (10 s to 7 days)."""
+    match = _DURATION.fullmatch(str(value).strip()) if not isinstance(value, bool) else None
+    seconds = int(match[1]) * _DURATION_UNITS[match[2]] if match else 0
+    if not 10 <= seconds <= 7 * 86400:
+        out.add(field.split(".", 1)[0], field, f"{value!r} is not a duration from 10s to 7d "
+                                               "(seconds, or a number with s, m, h or d)")
+        return Tls.renew_check
+    return seconds
 
 
 def _settings_map(key: str, value: Any, known: tuple[str, ...], out: _Collector) -> Mapping:
