@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import components, platforms
+from .model import MailHost
 from .platforms import OS_FAMILIES
 from .render import host_components, render_host, tls_paths
 from .topology import Route, Topology, plan
@@ -155,14 +156,6 @@ def host_summary(data: dict[str, Any]) -> dict[str, Any]:
     host = _host(data)
     names = platforms.names(host.platform, host.release)
     picked = host_components(host)
-    tls = tls_paths(host)
-    if host.tls.mode == "selfsigned":
-        local_ca = str(data.get("ca_dir") or ".")
-        sources = [f"{local_ca}/{host.hostname}.crt", f"{local_ca}/{host.hostname}.key",
-                   f"{local_ca}/ca.crt"]
-    else:
-        sources = [_controller_path(p, data) for p in
-                   (host.tls.cert_src, host.tls.key_src, host.tls.ca_src or host.tls.cert_src)]
     key_groups = [c.tls_key_group for c in picked if c.tls_key_group]
     profile = platforms.profile(host.platform, host.release)
     return {
@@ -185,13 +178,11 @@ def host_summary(data: dict[str, Any]) -> dict[str, Any]:
             components.resolve(name, host.platform, host.kind, host.backend or "", names)
             .as_dict() for name in components.stores() if name != host.backend],
         "tls_mode": host.tls.mode,
-        # copied from the controller: the local CA's directory, or the mail_tls files
-        "tls_files": [
-            {"src": sources[0], "dest": tls["cert"], "group": "root", "mode": "0644"},
-            {"src": sources[1], "dest": tls["key"],
-             "group": key_groups[0] if key_groups else "root", "mode": "0640"},
-            {"src": sources[2], "dest": tls["ca"], "group": "root", "mode": "0644"},
-        ],
+        "tls_files": _tls_files(host, data, key_groups[0] if key_groups else "root"),
+        # mail_tls is not acme (any more): what the acme component installs goes
+        "acme_retired": [] if host.acme else [
+            f["dest"] for f in components.resolve("acme", host.platform, host.kind,
+                                                  host.backend or "", names).files],
         "dkim_mode": host.dkim.mode,
         # the signing keys: made on the controller (generate) or read there (files); only
         # the selector each domain signs with goes to the host
@@ -202,6 +193,30 @@ def host_summary(data: dict[str, Any]) -> dict[str, Any]:
              "dest": host.dkim.installed_key(profile["paths"]["opendkim_dir"], d)}
             for d in (host.domains if host.signs else ())],
     }
+
+
+def _tls_files(host: MailHost, data: dict[str, Any], key_group: str) -> list[dict[str, str]]:
+    """The TLS files copied from the controller: the local CA's directory (selfsigned; the
+    key alone in mode acme, whose certificate the host obtains), or the mail_tls files."""
+    tls = tls_paths(host)
+    local_ca = str(data.get("ca_dir") or ".")
+    key = {"dest": tls["key"], "group": key_group, "mode": "0640"}
+    public = {"group": "root", "mode": "0644"}
+    if host.tls.mode == "selfsigned":
+        return [{"src": f"{local_ca}/{host.hostname}.crt", "dest": tls["cert"], **public},
+                {"src": f"{local_ca}/{host.hostname}.key", **key},
+                {"src": f"{local_ca}/ca.crt", "dest": tls["ca"], **public}]
+    if host.tls.mode == "files":
+        return [{"src": _controller_path(host.tls.cert_src, data), "dest": tls["cert"], **public},
+                {"src": _controller_path(host.tls.key_src, data), **key},
+                {"src": _controller_path(host.tls.ca_src or host.tls.cert_src, data),
+                 "dest": tls["ca"], **public}]
+    extra = [(host.tls.ca_src, tls["ca"], "0644"),
+             (host.tls.directory_ca, tls.get("directory_ca"), "0644"),
+             (host.tls.dns_hook, tls.get("dns_hook"), "0700")]
+    return [{"src": f"{local_ca}/{host.hostname}.key", **key}] + [
+        {"src": _controller_path(src, data), "dest": dest, "group": "root", "mode": mode}
+        for src, dest, mode in extra if src]
 
 
 def installed_stores(stores: list[dict[str, Any]], packages: dict[str, Any]) -> list[dict]:

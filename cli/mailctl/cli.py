@@ -209,6 +209,33 @@ def verify(ctx, inv: Inventory, limit, backend, verbose) -> None:
     click.echo(f"verify: all checks passed on {len(checked)} host(s)")
 
 
+@main.command("certs")
+@inventory_options
+@json_option
+@verbose_option
+@click.pass_context
+def certs_cmd(ctx, inv: Inventory, limit, backend, as_json: bool, verbose: bool) -> None:
+    """List each host's installed certificate: names, issuer, expiry and time left; exit 1
+    if one is expired, expires soon (mail_tls.min_days_left, or a sixth of its lifetime),
+    lacks a name, or cannot be read."""
+    from datetime import UTC, datetime
+
+    from . import certs, runner
+
+    hosts = inv.mail_hosts(limit, backend)
+    vault = ctx.params.get("vault_password_file")
+    rows = certs.check_hosts(
+        {h.name: certs.expect(h) for h in hosts},
+        lambda paths: runner.read_files(inv.source, paths, verbose=verbose,
+                                        vault_password_file=str(vault) if vault else None),
+        datetime.now(UTC))
+    click.echo(certs.to_json(rows) if as_json else certs.table(rows), nl=False)
+    failed = [r.host for r in rows if not r.ok]
+    if failed:
+        raise MailctlError(f"certificate check failed on {len(failed)} host(s): "
+                           + ", ".join(failed))
+
+
 @main.command("dns")
 @inventory_options
 @click.option("--domain", default=None, help="Only this domain (and the host records it uses).")

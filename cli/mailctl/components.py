@@ -73,6 +73,7 @@ class Component:
     smoke: tuple[dict[str, Any], ...]
     socket: str | None
     tls_key_group: str | None
+    tls_reload: str | None  # reload | hup: how a renewed certificate reaches the service
     mta_groups: tuple[str, ...]
     files: tuple[dict[str, Any], ...]  # registry file entries for this host, paths filled
     mail: dict[str, Any] | None  # stores: {installed, path, pattern}
@@ -85,7 +86,8 @@ class Component:
                 "action": self.action, "process": self.process, "journal": list(self.journal),
                 "validators": [v.as_dict() for v in self.validators],
                 "smoke": [dict(s) for s in self.smoke], "socket": self.socket,
-                "tls_key_group": self.tls_key_group, "mta_groups": list(self.mta_groups),
+                "tls_key_group": self.tls_key_group, "tls_reload": self.tls_reload,
+                "mta_groups": list(self.mta_groups),
                 "mail": self.mail}
 
 
@@ -117,6 +119,7 @@ def resolve(name: str, platform: str, kind: str, backend: str,
         socket=_fill(entry["socket"], names) if entry.get("socket") else None,
         tls_key_group=_fill(entry["tls_key_group"], names) if entry.get("tls_key_group")
         else None,
+        tls_reload=entry.get("tls_reload"),
         mta_groups=tuple(_fill(entry.get("mta_groups", []), names)),
         files=tuple({**f, "dest": _fill(f["dest"], names),
                      "owner": _fill(f.get("owner", "root"), names),

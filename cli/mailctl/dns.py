@@ -320,8 +320,11 @@ def has_address(host: MailHost) -> bool:
 
 
 def address_records(host: MailHost) -> list[Record]:
-    return ([Record(host.hostname, "A", host.dns.ttl, host.dns.ipv4)] if host.dns.ipv4 else []) \
-        + ([Record(host.hostname, "AAAA", host.dns.ttl, host.dns.ipv6)] if host.dns.ipv6 else [])
+    """The host name's addresses, and those of the other names its certificate carries
+    (mode acme: the CA checks each name reaches this host)."""
+    return [Record(name, kind, host.dns.ttl, address)
+            for name in host.tls.all_names(host.hostname)
+            for kind, address in (("A", host.dns.ipv4), ("AAAA", host.dns.ipv6)) if address]
 
 
 def missing_address(host: MailHost) -> str:
@@ -386,6 +389,12 @@ class ControllerFiles:
         from cryptography import x509
         from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+        if host.tls.acme:  # the key stays across renewals: the record follows it
+            state = self.state_dir(host)
+            key_path = state / f"{host.hostname}.key"
+            if not key_path.is_file():
+                self._run("mailctl-ca.sh", "--key-only", str(state), host.hostname)
+            return _spki_of_key(key_path, host)
         if host.tls.mode == "selfsigned":
             state = self.state_dir(host)
             path = state / f"{host.hostname}.crt"
@@ -407,6 +416,22 @@ class ControllerFiles:
         if proc.returncode != 0:
             detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise MailctlError(f"{script} {' '.join(args)} failed: {detail}")
+
+
+def _spki_of_key(path: Path, host: MailHost) -> bytes:
+    """The DER SubjectPublicKeyInfo of a private key file (never printed)."""
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        PublicFormat,
+        load_pem_private_key,
+    )
+
+    try:
+        key = load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the TLS key of {host.name}: "
+                         f"{type(exc).__name__}") from None
+    return key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def public_key_der(path: Path, domain: str, selector: str) -> bytes:

@@ -107,11 +107,13 @@ class Inventory:
         return _display(self.source)
 
     def _missing_tls_files(self, host: MailHost) -> list[Problem]:
-        """mail_tls mode 'files' names files on this machine: they must exist."""
+        """mail_tls names files on this machine (mode files; mode acme's ca, directory_ca
+        and dns_hook): they must exist."""
         base = self.directory
         found = []
         for key, path in (("cert", host.tls.cert_src), ("key", host.tls.key_src),
-                          ("ca", host.tls.ca_src)):
+                          ("ca", host.tls.ca_src), ("directory_ca", host.tls.directory_ca),
+                          ("dns_hook", host.tls.dns_hook)):
             if path and not (base / path).is_file():  # an absolute path stays as it is
                 found.append(Problem(self.file_of(host.name, "mail_tls"), host.name,
                                      f"mail_tls.{key}", f"{path!r}: no such file"))

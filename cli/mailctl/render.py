@@ -7,6 +7,8 @@ deploy adds: the release, and the resolvers OpenDKIM is told).
 
 from __future__ import annotations
 
+import hashlib
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -77,7 +79,7 @@ class SettingWriter:
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -85,6 +87,8 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
+    env.filters["sh"] = lambda value: shlex.quote(str(value))  # a word for sh
+    return env
 
 
 def header(template: str) -> str:
@@ -94,11 +98,34 @@ def header(template: str) -> str:
 
 
 def tls_paths(host: MailHost) -> dict[str, str]:
-    """Where the host's certificate, key and CA certificate are installed (the one place
-    their names are made)."""
-    tls_dir = platforms.profile(host.platform, host.release)["paths"]["tls_dir"]
-    return {"cert": f"{tls_dir}/{host.hostname}.crt", "key": f"{tls_dir}/{host.hostname}.key",
-            "ca": f"{tls_dir}/ca.crt"}
+    """Where the host's certificate (a chain in mode acme), key and trusted CA certificates
+    are installed, and in mode acme its directory's CA and DNS hook (the one place their
+    names are made)."""
+    paths = platforms.profile(host.platform, host.release)["paths"]
+    tls_dir = paths["tls_dir"]
+    found = {"cert": f"{tls_dir}/{host.hostname}.crt", "key": f"{tls_dir}/{host.hostname}.key",
+             "ca": f"{tls_dir}/ca.crt"}
+    if host.tls.acme:
+        if not host.tls.ca_src:  # a public CA: the platform's bundle
+            found["ca"] = paths["ca_bundle"]
+        found["directory_ca"] = f"{tls_dir}/acme-directory-ca.crt" if host.tls.directory_ca else ""
+        found["dns_hook"] = f"{paths['state_dir']}/acme-dns-hook" if host.tls.dns_hook else ""
+    return found
+
+
+def cron_schedule(seconds: int, seed: str) -> str:
+    """A crontab time for a check every `seconds` (cron counts minutes): the largest step
+    that divides an hour or a day and is not longer; a minute from `seed` spreads hosts."""
+    minutes = max(1, seconds // 60)
+    if minutes < 60:
+        step = max(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30) if d <= minutes)
+        return f"*/{step} * * * *"
+    minute = int(hashlib.sha256(seed.encode()).hexdigest(), 16) % 60
+    hours = min(24, minutes // 60)
+    if hours == 24:
+        return f"{minute} {int(hashlib.sha256(seed.encode()).hexdigest(), 16) % 24} * * *"
+    step = max(d for d in (1, 2, 3, 4, 6, 8, 12) if d <= hours)
+    return f"{minute} */{step} * * *"
 
 
 def host_components(host: MailHost) -> list[Component]:
@@ -114,9 +141,10 @@ def render_host(host: MailHost, topology: Topology = NO_TOPOLOGY) -> list[Render
     plat = platforms.profile(host.platform, host.release)
     env = _environment()
     files = []
-    for component in host_components(host):
+    picked = host_components(host)
+    for component in picked:
         for entry in component.files:
-            context = _context(host, plat, topology)
+            context = _context(host, plat, topology, picked)
             # The header names the template, never mailctl's version: an upgrade that
             # changes no output must change no file (and reload no service) on any host.
             context["header"] = header(entry["template"])
@@ -134,7 +162,8 @@ def render_host(host: MailHost, topology: Topology = NO_TOPOLOGY) -> list[Render
     return files
 
 
-def _context(host: MailHost, plat: dict[str, Any], topology: Topology) -> dict[str, Any]:
+def _context(host: MailHost, plat: dict[str, Any], topology: Topology,
+             picked: list[Component]) -> dict[str, Any]:
     paths = plat["paths"]
     routes = topology.routes_for(host)
     return {
@@ -153,6 +182,9 @@ def _context(host: MailHost, plat: dict[str, Any], topology: Topology) -> dict[s
         "user_hash": lambda user: user.password_hash or dovecot_hash(
             user.password, host.hostname, user.address),
         "sender_logins": _sender_logins(host),
+        # the services that serve the certificate, and how each takes a renewed one
+        "tls_services": [(c.service, c.tls_reload) for c in picked if c.tls_reload],
+        "cron_schedule": cron_schedule,
     }
 
 

@@ -3,11 +3,13 @@ ansible-runner, turns its event stream into per-host progress, and returns a typ
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,19 +99,9 @@ def run_site(inventory: Path, *, limit: str | None = None, extravars: dict | Non
         cmdline += ["--vault-password-file", str(Path(vault_password_file).resolve())]
     if forks:
         cmdline += ["--forks", str(forks)]
-    # ansible-runner starts ansible-playbook from PATH: use the one next to this Python.
-    bindir = str(Path(sys.executable).parent)
-    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    _venv_ansible_on_path()
     private = tempfile.mkdtemp(prefix="mailctl-run-")
     try:
-        env = {
-            "ANSIBLE_ROLES_PATH": str(roles_dir()),
-            "ANSIBLE_RETRY_FILES_ENABLED": "False",
-            "ANSIBLE_PIPELINING": "True",
-            "ANSIBLE_INTERPRETER_PYTHON": "auto_silent",
-            "ANSIBLE_NOCOLOR": "1" if not verbose else os.environ.get("ANSIBLE_NOCOLOR", "0"),
-        }
         result = ansible_runner.run(
             private_data_dir=private,
             playbook=str(playbooks_dir() / "site.yml"),
@@ -117,7 +109,7 @@ def run_site(inventory: Path, *, limit: str | None = None, extravars: dict | Non
             limit=limit,
             extravars=extravars or {},
             cmdline=" ".join(cmdline) or None,
-            envvars=env,
+            envvars=_envvars(verbose),
             event_handler=handler,
             quiet=not verbose,
             verbosity=1 if verbose else 0,
@@ -131,6 +123,88 @@ def run_site(inventory: Path, *, limit: str | None = None, extravars: dict | Non
     finally:
         shutil.rmtree(private, ignore_errors=True)
     return RunResult(status=result.status, hosts=hosts, detail=detail)
+
+
+def _venv_ansible_on_path() -> None:
+    """ansible-runner starts ansible/ansible-playbook from PATH: use the ones next to this
+    Python."""
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+
+
+def _envvars(verbose: bool) -> dict[str, str]:
+    """The Ansible settings every mailctl run uses (the roles from this checkout or wheel)."""
+    return {
+        "ANSIBLE_ROLES_PATH": str(roles_dir()),
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_INTERPRETER_PYTHON": "auto_silent",
+        "ANSIBLE_NOCOLOR": "1" if not verbose else os.environ.get("ANSIBLE_NOCOLOR", "0"),
+    }
+
+
+def read_files(inventory: Path, path_by_host: Mapping[str, str], *,
+               vault_password_file: str | None = None,
+               verbose: bool = False) -> dict[str, bytes | str]:
+    """Each host's file at its own path, in one ad-hoc run of ansible.builtin.slurp (become:
+    root-only directories). Returns {host: the bytes, or why not (unreachable, missing)}.
+
+    For public files only (certificates): the content travels in Ansible's event stream and
+    its output, so a private key must never be read this way."""
+    import ansible_runner
+
+    if not path_by_host:
+        return {}
+    got: dict[str, bytes | str] = {}
+
+    def handler(event: dict) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        host = data.get("host")
+        if host not in path_by_host:
+            return True
+        res = data.get("res", {}) or {}
+        if kind == "runner_on_ok":
+            try:
+                got[host] = base64.b64decode(res.get("content", ""), validate=True)
+            except (binascii.Error, TypeError):
+                got[host] = "slurp returned no base64 content"
+        elif kind == "runner_on_failed":
+            got[host] = _failure_message(data)
+        elif kind == "runner_on_unreachable":
+            got[host] = "unreachable: " + _failure_message(data)
+        return True
+
+    cmdline = ["--become"]
+    if vault_password_file:
+        cmdline += ["--vault-password-file", str(Path(vault_password_file).resolve())]
+    _venv_ansible_on_path()
+    private = tempfile.mkdtemp(prefix="mailctl-read-")
+    try:
+        result = ansible_runner.run(
+            private_data_dir=private,
+            module="ansible.builtin.slurp",
+            # each host's own path, looked up by its inventory name
+            module_args="src={{ mailctl_read_files[inventory_hostname] }}",
+            host_pattern=",".join(path_by_host),
+            inventory=str(Path(inventory).resolve()),
+            extravars={"mailctl_read_files": dict(path_by_host)},
+            cmdline=" ".join(cmdline),
+            envvars=_envvars(verbose),
+            event_handler=handler,
+            quiet=not verbose,
+        )
+        if len(got) < len(path_by_host):
+            lines = [x for x in result.stdout.read().splitlines() if x.strip()]
+            why = " | ".join(lines[-3:])[:600] or f"Ansible run {result.status}"
+            for host in path_by_host:
+                got.setdefault(host, f"no answer from Ansible ({why})")
+    except (OSError, RuntimeError) as exc:
+        raise InputError(f"cannot run Ansible: {exc}") from None
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return got
 
 
 def _diff_text(res: dict) -> str:
@@ -154,7 +228,12 @@ def _diff_text(res: dict) -> str:
 
 
 def _failure_text(data: dict) -> str:
+    return f"{data.get('task', '')}: {_failure_message(data)}"
+
+
+def _failure_message(data: dict) -> str:
+    """Why a task failed on a host, on one line."""
     res = data.get("res", {}) or {}
     msg = res.get("msg") or res.get("stderr") or res.get("reason") or "failed"
     text = " | ".join(line.strip() for line in str(msg).strip().splitlines() if line.strip())
-    return f"{data.get('task', '')}: {text[:600]}"
+    return text[:600]

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .model import (
+    ACME_CHALLENGES,
+    ACME_PRESETS,
     BACKENDS,
     DKIM_MODES,
     DMARC_POLICIES,
     MTA_STS_MODES,
     PLATFORMS,
-    ACME_CHALLENGES,
-    ACME_PRESETS,
     TLS_MODES,
     TOPOLOGY_GROUPS,
     Alias,
@@ -512,11 +512,11 @@ def _count(value: Any, low: int, high: int, field: str, out: _Collector) -> int:
 
 
 def _duration(value: Any, field: str, out: _Collector) -> int:
-    """Seconds, from an integer or a string such as '12h', '30m', '10s' (10 s to 7 days)."""
+    """Seconds, from an integer or a string such as '12h', '30m', '10s' (5 s to 7 days)."""
     match = _DURATION.fullmatch(str(value).strip()) if not isinstance(value, bool) else None
     seconds = int(match[1]) * _DURATION_UNITS[match[2]] if match else 0
-    if not 10 <= seconds <= 7 * 86400:
-        out.add(field.split(".", 1)[0], field, f"{value!r} is not a duration from 10s to 7d "
+    if not 5 <= seconds <= 7 * 86400:
+        out.add(field.split(".", 1)[0], field, f"{value!r} is not a duration from 5s to 7d "
                                                "(seconds, or a number with s, m, h or d)")
         return Tls.renew_check
     return seconds

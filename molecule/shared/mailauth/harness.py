@@ -5,14 +5,19 @@ one container on the scenario's network that is at once
     through it (their `dns_servers`); other names are forwarded to Docker's resolver (the
     package mirror during the converge);
   - the sink: MX of sink.example, an SMTP server that keeps every message as received;
-  - the sender: DKIM-signs test mail for sink.example with a key made here.
+  - the sender: DKIM-signs test mail for sink.example with a key made here;
+  - the ACME CA ([4/8]): Pebble on :14000 (its own HTTPS certificate from a small CA made
+    here), validating through the unbound above, issuing certificates valid for
+    --acme-lifetime seconds. Its root (a new one at each start) and the CA of its HTTPS are
+    written beside STATE for the inventory's mail_tls (ca, directory_ca).
 Outside domains, under the reserved `example.` (OpenDKIM's resolver, libunbound, answers
 every `.test` name itself with NXDOMAIN, so the senders whose signatures the hosts verify
 cannot be .test): sink.example (SPF: this container, DKIM selector s1, DMARC p=reject),
 reject.example (SPF -all, DMARC p=reject, never signed), nodmarc.example (SPF: this
 container, no DMARC).
 
-  harness.py up --name C --network NET --ip IP --inventory DIR
+  harness.py up --name C --network NET --ip IP --inventory DIR [--acme-lifetime S]
+  harness.py pebble start|stop --name C   (the renewal tests stop and restart it)
   harness.py down --name C
 `up` writes STATE (MOLECULE_EPHEMERAL_DIRECTORY/mailauth.json) for the tests, and checks
 the zone with named-checkzone before any container starts.
@@ -35,7 +40,14 @@ from mailctl.paths import roles_dir
 
 HERE = Path(__file__).resolve().parent
 REMOTE = "/opt/outside"
-PACKAGES = ["unbound", "python3-dkim", "python3-spf"]
+PACKAGES = ["unbound", "python3-dkim", "python3-spf", "pebble"]
+PEBBLE_PORT = 14000
+PEBBLE_CONFIG = """\
+{{"pebble": {{"listenAddress": "0.0.0.0:{port}", "managementListenAddress": "127.0.0.1:15000",
+  "certificate": "{remote}/acme-server.crt", "privateKey": "{remote}/acme-server.key",
+  "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "",
+  "externalAccountBindingRequired": false, "certificateValidityPeriod": {lifetime}}}}}
+"""
 UNBOUND_CONF = """\
 server:
   interface: 0.0.0.0
@@ -121,17 +133,55 @@ def check_zone(origin: str, path: Path) -> None:
         raise SystemExit(f"the zone {origin} is not valid:\n{check.stdout}{check.stderr}")
 
 
+def acme_server_cert(work: Path, ip: str) -> None:
+    """The HTTPS certificate of Pebble's directory, from a CA of its own: the mail hosts
+    trust it through mail_tls.directory_ca, as with any private ACME CA."""
+    def run(*argv: str) -> None:
+        subprocess.run(argv, check=True, capture_output=True, cwd=work)
+
+    if (work / "acme-server.crt").exists():
+        return
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+        "-keyout", "acme-directory-ca.key", "-out", "acme-directory-ca.crt",
+        "-subj", "/CN=mailctl test ACME directory CA")
+    run("openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "acme-server.key",
+        "-out", "acme-server.csr", "-subj", "/CN=acme.example",
+        "-addext", f"subjectAltName=DNS:acme.example,IP:{ip}")
+    run("openssl", "x509", "-req", "-in", "acme-server.csr", "-CA", "acme-directory-ca.crt",
+        "-CAkey", "acme-directory-ca.key", "-CAcreateserial", "-days", "30",
+        "-copy_extensions", "copy", "-out", "acme-server.crt")
+
+
+def pebble(args: argparse.Namespace) -> None:
+    """Start Pebble (and save its new root beside STATE), or stop it."""
+    docker("exec", args.name, "pkill", "-x", "pebble", check=False)
+    if args.action == "stop":
+        return
+    docker("exec", "-d", "-e", "PEBBLE_VA_NOSLEEP=1", "-e", "PEBBLE_WFE_NONCEREJECT=0",
+           args.name, "sh", "-c", f"exec pebble -config {REMOTE}/pebble.json "
+           f"-dnsserver 127.0.0.1:53 >{REMOTE}/pebble.log 2>&1")
+    fetch = ("import ssl, sys, time, urllib.request\n"
+             f"ctx = ssl.create_default_context(cafile='{REMOTE}/acme-directory-ca.crt')\n"
+             "ctx.check_hostname = False\n"
+             "for _ in range(60):\n"
+             "    try:\n"
+             "        print(urllib.request.urlopen('https://127.0.0.1:15000/roots/0',\n"
+             "              context=ctx, timeout=2).read().decode()); sys.exit(0)\n"
+             "    except OSError:\n"
+             "        time.sleep(0.5)\n"
+             "sys.exit('Pebble does not answer')\n")
+    root = docker("exec", args.name, "python3", "-c", fetch).stdout
+    (state_file().parent / "mailauth" / "acme-root.pem").write_text(root)
+
+
 def up(args: argparse.Namespace) -> None:
     work = state_file().parent / "mailauth"
     work.mkdir(parents=True, exist_ok=True)
-    records = mailctl("dns", "-i", args.inventory, "--format", "zone")
-    published = json.loads(mailctl("dns", "-i", args.inventory, "--format", "json"))
     key, public = sink_key(work)
-    zones = {"test": inventory_zone(args.ip, records), "example": example_zone(args.ip, public)}
-    for origin, text in zones.items():
-        (work / f"{origin}.zone").write_text(text)
-        check_zone(origin, work / f"{origin}.zone")
+    acme_server_cert(work, args.ip)
     (work / "unbound.conf").write_text(UNBOUND_CONF.format(remote=REMOTE))
+    (work / "pebble.json").write_text(PEBBLE_CONFIG.format(
+        port=PEBBLE_PORT, remote=REMOTE, lifetime=args.acme_lifetime))
 
     docker("rm", "-f", args.name, check=False)
     docker("run", "-d", "--name", args.name, "--hostname", "mx.sink.example",
@@ -142,9 +192,19 @@ def up(args: argparse.Namespace) -> None:
            "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install "
            f"-y -q --no-install-recommends {' '.join(PACKAGES)} >/dev/null", timeout=900)
     docker("exec", args.name, "mkdir", "-p", REMOTE)
-    for path in (work / "test.zone", work / "example.zone", work / "unbound.conf", key,
+    for path in (work / "unbound.conf", work / "pebble.json", work / "acme-server.crt",
+                 work / "acme-server.key", work / "acme-directory-ca.crt", key,
                  HERE / "outside.py"):
         docker("cp", str(path), f"{args.name}:{REMOTE}/{path.name}")
+    # Pebble first: the inventory names its root (mail_tls.ca), which mailctl checks
+    pebble(argparse.Namespace(name=args.name, action="start"))
+    records = mailctl("dns", "-i", args.inventory, "--format", "zone")
+    published = json.loads(mailctl("dns", "-i", args.inventory, "--format", "json"))
+    zones = {"test": inventory_zone(args.ip, records), "example": example_zone(args.ip, public)}
+    for origin, text in zones.items():
+        (work / f"{origin}.zone").write_text(text)
+        check_zone(origin, work / f"{origin}.zone")
+        docker("cp", str(work / f"{origin}.zone"), f"{args.name}:{REMOTE}/{origin}.zone")
     docker("exec", "-d", args.name, "unbound", "-d", "-c", f"{REMOTE}/unbound.conf")
     docker("exec", "-d", args.name, "python3", f"{REMOTE}/outside.py", "serve",
            f"{REMOTE}/sink")
@@ -153,7 +213,8 @@ def up(args: argparse.Namespace) -> None:
     state_file().write_text(json.dumps({
         "container": args.name, "ip": args.ip, "remote": REMOTE,
         "sink_key": f"{REMOTE}/{key.name}", "sink_dir": f"{REMOTE}/sink",
-        "dns": published,
+        "dns": published, "acme_root": str(work / "acme-root.pem"),
+        "acme_directory": f"https://{args.ip}:{PEBBLE_PORT}/dir",
     }, indent=1))
 
 
@@ -184,10 +245,15 @@ def main() -> None:
     p_up.add_argument("--network", required=True)
     p_up.add_argument("--ip", required=True)
     p_up.add_argument("--inventory", required=True)
+    p_up.add_argument("--acme-lifetime", type=int, default=86400,
+                      help="seconds Pebble's certificates are valid")
+    p_pebble = sub.add_parser("pebble")
+    p_pebble.add_argument("action", choices=["start", "stop"])
+    p_pebble.add_argument("--name", required=True)
     p_down = sub.add_parser("down")
     p_down.add_argument("--name", required=True)
     args = parser.parse_args()
-    {"up": up, "down": down}[args.command](args)
+    {"up": up, "down": down, "pebble": pebble}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,222 @@
+"""Certificates that real clients trust ([4/8]): the host's certificate comes from the
+scenario's ACME CA (Pebble in the outside container, harness.py), real clients verify it
+against Pebble's root and the host name, and the on-host timer renews it at two-thirds of
+its short lifetime while mail sessions are in progress. Run by molecule's verifier in the
+scenarios whose host has mail_tls mode acme (default, cyrus)."""
+
+from __future__ import annotations
+
+import calendar
+import functools
+import imaplib
+import json
+import os
+import smtplib
+import socket
+import ssl
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from mailctl.inventory import Inventory
+from mailctl.model import MailHost
+from mailctl.render import tls_paths
+
+REMOTE_ROOT = "/opt/outside/acme-root.pem"
+
+
+@functools.cache
+def _state() -> dict:
+    path = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "")) / "mailauth.json"
+    if not path.is_file():
+        pytest.fail(f"{path}: no outside world (import molecule/shared/mailauth/up.yml)")
+    return json.loads(path.read_text())
+
+
+@functools.cache
+def _host() -> MailHost:
+    inventory = Inventory(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
+    hosts = [h for h in inventory.mail_hosts() if h.acme]
+    if len(hosts) != 1:
+        pytest.fail(f"the ACME checks need one host with mail_tls mode acme, not {len(hosts)}")
+    return hosts[0]
+
+
+def on(container: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["docker", "exec", container, *argv], capture_output=True,
+                          text=True, timeout=120, check=False)
+    if check and proc.returncode != 0:
+        pytest.fail(f"{container}: {' '.join(argv)}: {proc.stderr.strip()[-800:]}")
+    return proc
+
+
+def root_context() -> ssl.SSLContext:
+    """A client that trusts Pebble's root alone and checks the host name."""
+    ctx = ssl.create_default_context(cafile=_state()["acme_root"])
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def installed_serial() -> int:
+    mail = _host()
+    text = on(mail.name, "openssl", "x509", "-in", tls_paths(mail)["cert"], "-noout",
+              "-serial").stdout
+    return int(text.strip().split("=", 1)[1], 16)
+
+
+def served_serial(port: int) -> int:
+    """The serial of the certificate a new connection gets, verified against the root."""
+    mail = _host()
+    with socket.create_connection((mail.dns.ipv4, port), timeout=10) as raw, \
+            root_context().wrap_socket(raw, server_hostname=mail.hostname) as tls:
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+
+
+def host_clock() -> int:
+    return int(on(_host().name, "date", "+%s").stdout)
+
+
+def acme_journal(since: int) -> list[str]:
+    out = on(_host().name, "journalctl", "--no-pager", "-q", "-o", "cat", "--since",
+             f"@{since}", "-u", "mailctl-acme.service").stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def wait_for(what: str, probe, timeout: float):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(1)
+
+
+def lifetime() -> int:
+    mail = _host()
+    dates = on(mail.name, "openssl", "x509", "-in", tls_paths(mail)["cert"], "-noout",
+               "-startdate", "-enddate").stdout
+    start, end = (cert_time(line.split("=", 1)[1]) for line in dates.splitlines())
+    return int(end - start)
+
+
+def cert_time(text: str) -> float:
+    """Seconds since the epoch of an openssl date ('Dec  2 05:00:00 2026 GMT')."""
+    return calendar.timegm(time.strptime(text.strip(), "%b %d %H:%M:%S %Y %Z"))
+
+
+class NamedSMTP(smtplib.SMTP):
+    """SMTP to an address, with TLS checked against the mail name (not resolvable here)."""
+
+    def __init__(self, address: str, name: str, port: int):
+        self._address = address
+        super().__init__(name, port, timeout=30)
+
+    def _get_socket(self, host, port, timeout):
+        return socket.create_connection((self._address, port), timeout)
+
+
+class NamedIMAP(imaplib.IMAP4_SSL):
+    """IMAPS to an address, with TLS checked against the mail name."""
+
+    def __init__(self, address: str, name: str):
+        self._address = address
+        super().__init__(name, 993, ssl_context=root_context(), timeout=30)
+
+    def _create_socket(self, timeout):
+        sock = socket.create_connection((self._address, self.port), timeout)
+        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+
+
+def users() -> tuple:
+    known = [u for u in _host().users if u.password]
+    return known[0], known[1]
+
+
+# --------------------------------------------------------------------------- real clients
+
+@pytest.mark.parametrize("port,starttls", [(25, "smtp"), (587, "smtp"), (465, None),
+                                           (993, None), (995, None), (143, "imap"),
+                                           (110, "pop3")])
+def test_openssl_verifies_the_chain_and_name(port, starttls):
+    """openssl s_client from the outside container: the chain ends at Pebble's root and
+    the certificate carries the host's name (and the extra names of mail_tls.names)."""
+    mail, outside = _host(), _state()["container"]
+    subprocess.run(["docker", "cp", _state()["acme_root"], f"{outside}:{REMOTE_ROOT}"],
+                   check=True)
+    argv = ["openssl", "s_client", "-connect", f"{mail.dns.ipv4}:{port}", "-servername",
+            mail.hostname, "-CAfile", REMOTE_ROOT, "-verify_return_error", "-brief"]
+    for name in mail.tls.all_names(mail.hostname):
+        proc = on(outside, "sh", "-c", " ".join([*argv, "-verify_hostname", name]
+                                                 + (["-starttls", starttls] if starttls else [])
+                                                 ) + " </dev/null", check=False)
+        assert "Verification: OK" in proc.stderr, f"port {port}, {name}: {proc.stderr[-600:]}"
+
+
+def test_curl_reads_a_mailbox_over_imaps():
+    """curl (another TLS stack's client) lists a user's mailboxes over IMAPS, trusting
+    Pebble's root only; the password goes through a netrc file, never an argument."""
+    mail, outside = _host(), _state()["container"]
+    user = users()[0]
+    subprocess.run(["docker", "cp", _state()["acme_root"], f"{outside}:{REMOTE_ROOT}"],
+                   check=True)
+    netrc = f"machine {mail.hostname} login {user.address} password {user.password}\n"
+    subprocess.run(["docker", "exec", "-i", outside, "sh", "-c",
+                    "umask 077; cat > /root/.netrc"], input=netrc, text=True, check=True)
+    proc = on(outside, "curl", "-sS", "--netrc", "--cacert", REMOTE_ROOT,
+              f"imaps://{mail.hostname}/", check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "INBOX" in proc.stdout
+
+
+# --------------------------------------------------------------------------- renewal
+
+def test_the_timer_renews_while_sessions_go_on():
+    """Without a deploy, the timer renews at two-thirds of the lifetime and reloads the
+    services: an SMTP submission and an IMAP session opened before the renewal complete
+    after it, and new connections get the new certificate on every TLS port."""
+    mail = _host()
+    sender, recipient = users()
+    subject = f"mailctl-acme-{uuid.uuid4().hex}"
+    before = installed_serial()
+    since = host_clock()
+
+    smtp = NamedSMTP(mail.dns.ipv4, mail.hostname, 587)
+    smtp.starttls(context=root_context())
+    smtp.login(sender.address, sender.password)
+    assert smtp.mail(sender.address)[0] == 250
+    assert smtp.rcpt(recipient.address)[0] == 250
+    imap = NamedIMAP(mail.dns.ipv4, mail.hostname)
+    imap.login(recipient.address, recipient.password)
+    imap.select("INBOX")
+
+    renewed = wait_for("the timer's renewal", lambda: installed_serial() != before,
+                       timeout=lifetime() + 30)
+    assert renewed
+    now = installed_serial()
+    for port in (465, 993, 995):
+        wait_for(f"port {port} to serve the renewed certificate",
+                 lambda port=port: served_serial(port) == now, timeout=30)
+
+    body = f"Subject: {subject}\r\nFrom: {sender.address}\r\nTo: {recipient.address}\r\n\r\nx\r\n"
+    assert smtp.data(body.encode())[0] == 250, "the submission begun before the reload failed"
+    smtp.quit()
+    assert imap.noop()[0] == "OK", "the IMAP session begun before the reload ended"
+    wait_for("the message in the session begun before the reload", lambda: _found(imap, subject),
+             timeout=60)
+    imap.logout()
+
+    lines = acme_journal(since)
+    assert any(line.startswith(f"issued {mail.hostname} (two-thirds of its lifetime have "
+                               "passed)") for line in lines), lines
+
+
+def _found(imap: imaplib.IMAP4, subject: str) -> bool:
+    imap.noop()
+    status, data = imap.search(None, "SUBJECT", f'"{subject}"')
+    return status == "OK" and bool(data[0].split())
