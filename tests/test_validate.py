@@ -956,3 +956,16 @@ def test_mx_and_mailstore_kinds():
 
 def test_non_mail_variables_are_ignored():
     valid({"ansible_host": "192.0.2.1", "vault_mail_passwords": {"a": "b"}, "mailbox": 1})
+
+
+def test_acme_is_refused_on_mx_and_mailstore_hosts():
+    """A mailstore lets in every client certificate from the CA its peers use: a public
+    ACME CA there would let in anyone holding one of its certificates."""
+    acme = {"mail_tls": {"mode": "acme", "directory": "letsencrypt",
+                         "contact": "hostmaster@example.test"}}
+    for group, extra in (("mx", {"mail_hostname": "mx1.example.test"}),
+                         ("mailstore", {**BASE_HOST, **BASE_ALL})):
+        host, findings = check_host(HOST, {**extra, **acme}, [group])
+        assert host is None
+        assert [f.field for f in findings] == ["mail_tls.mode"], findings
+        assert "all-in-one hosts" in findings[0].message

@@ -159,7 +159,10 @@ mail_mynetworks:
 mail_message_size_limit: {v["mail_message_size_limit"]}
 
 # TLS: selfsigned = a certificate from mailctl's own CA (kept in .mailctl-ca in this
-# directory); or mode: files with cert:, key: (and ca:), files on this machine.
+# directory); or mode: files with cert:, key: (and ca:), files on this machine; or, for a
+# certificate that phones and desktop clients trust, from Let's Encrypt (renewed on the
+# host; port 80 must reach it while a certificate is issued):
+#   mail_tls: {{mode: acme, directory: letsencrypt, contact: you@example.org}}
 mail_tls:
   mode: {v["mail_tls"]["mode"]}
 """

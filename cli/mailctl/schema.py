@@ -55,9 +55,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("mail_message_size_limit", "raw", "25M",
             "Largest message accepted, in bytes or with a unit (`25M`, `1G`)."),
     Setting("mail_tls", "dict", {"mode": "selfsigned"},
-            "`{mode: selfsigned}` (mailctl's local CA in `INVENTORY/.mailctl-ca`, key 0600) or "
-            "`{mode: files, cert, key, ca}` (files on the controller, relative to the inventory "
-            "directory — keep them outside it, or Ansible reads them as inventory).",
+            "`{mode: selfsigned}` (mailctl's local CA in `INVENTORY/.mailctl-ca`, key 0600, "
+            "renewed by a deploy past two-thirds of its life), `{mode: files, cert, key, ca}` "
+            "(files on the controller, relative to the inventory directory — keep them outside "
+            "it, or Ansible reads them as inventory) or `{mode: acme, directory, contact, names, "
+            "challenge: http-01 | dns-01, dns_hook, ca, directory_ca, renew_check}` (a "
+            "certificate from an ACME CA — `directory`: a URL, `letsencrypt` or "
+            "`letsencrypt-staging` — renewed on the host at two-thirds of its life; see "
+            "\"Certificates\"). Every mode: `min_days_left` (default 14), below which verify and "
+            "`mailctl certs` fail.",
             shown_default="selfsigned"),
     Setting("mail_dkim", "dict", {"mode": Dkim.mode, "selector": Dkim.selector},
             "DKIM signing of outgoing mail: `{mode: generate | files | off, selector, "

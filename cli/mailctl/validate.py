@@ -134,6 +134,10 @@ def check_host(name: str, variables: Mapping[str, Any], groups: list[str],
     tls = _tls(v["mail_tls"], hostname, domains, out)
     overrides = {k: _overrides(k, v[k], out) for k in
                  ("mail_postfix_overrides", "mail_dovecot_overrides", "mail_cyrus_overrides")}
+    if kind != "allinone" and tls.acme:
+        out.add("mail_tls", "mail_tls.mode", "'acme' is for all-in-one hosts for now: a "
+                "mailstore trusts every client certificate from the CA of the mx and mailstore "
+                "hosts, so theirs must be a private CA (selfsigned, or files with ca)")
     if kind != "allinone" and tls.mode == "files" and not tls.ca_src:
         out.add("mail_tls", "mail_tls.ca", "is required on 'mx' and 'mailstore' hosts with "
                 "mode 'files': they trust each other through certificates from this CA, so it "

@@ -40,7 +40,7 @@ from mailctl.paths import roles_dir
 
 HERE = Path(__file__).resolve().parent
 REMOTE = "/opt/outside"
-PACKAGES = ["unbound", "python3-dkim", "python3-spf", "pebble"]
+PACKAGES = ["unbound", "python3-dkim", "python3-spf", "pebble", "curl"]
 PEBBLE_PORT = 14000
 PEBBLE_CONFIG = """\
 {{"pebble": {{"listenAddress": "0.0.0.0:{port}", "managementListenAddress": "127.0.0.1:15000",

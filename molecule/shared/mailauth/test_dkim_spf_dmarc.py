@@ -90,7 +90,11 @@ def sink_message(subject: str, timeout: float = 60) -> tuple[str, dict]:
 
 # ------------------------------------------------------------------ the mail hosts
 
-def ca_file() -> str:
+def ca_file(host: MailHost) -> str:
+    """The root the host's certificate chains to: mail_tls.ca (mode acme: the scenario's
+    ACME CA), else the local CA."""
+    if host.tls.ca_src:
+        return str(_inventory_dir() / host.tls.ca_src)
     return str(_inventory_dir() / ".mailctl-ca" / "ca.crt")
 
 
@@ -119,7 +123,7 @@ class _IMAPS(imaplib.IMAP4_SSL):
     def __init__(self, host: MailHost):
         self._address = address(host)
         super().__init__(host.hostname, 993, timeout=20,
-                         ssl_context=ssl.create_default_context(cafile=ca_file()))
+                         ssl_context=ssl.create_default_context(cafile=ca_file(host)))
 
     def _create_socket(self, timeout):
         sock = socket.create_connection((self._address, self.port), timeout)
@@ -157,7 +161,7 @@ def submit(host: MailHost, rcpt: str, subject: str) -> str:
     user = user_of(host)
     with smtplib.SMTP(address(host), 587, local_hostname="mua.example.test", timeout=30) as s:
         s._host = host.hostname  # STARTTLS checks the certificate for this name, not the IP
-        s.starttls(context=ssl.create_default_context(cafile=ca_file()))
+        s.starttls(context=ssl.create_default_context(cafile=ca_file(host)))
         s.login(user.address, user.password)
         body = f"Subject: {subject}\r\nFrom: {user.address}\r\nTo: {rcpt}\r\n\r\nhello\r\n"
         s.sendmail(user.address, [rcpt], body.encode())
