@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from .acme import check_directories
 from .errors import MailctlError
 from .inventory import Inventory
 from .runner import HostStats, RunResult, run_site
@@ -19,6 +20,7 @@ def deploy(inv: Inventory, echo: Echo, *, limit: str | None = None,
            ca_dir: Path | None = None, serial: int | None = None) -> None:
     """Deploy the inventory's hosts; raises MailctlError naming the failed hosts."""
     hosts, _ = inv.mail_plan(limit, backend)  # bad input: exit 2 before any host is touched
+    check_directories(inv, hosts)  # and so is an ACME directory that does not answer
     waves = f" in waves of {serial}" if serial else ""
     echo(f"deploying {len(hosts)} host(s){waves}: {', '.join(h.name for h in hosts)}")
     extravars: dict = {}

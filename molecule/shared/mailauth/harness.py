@@ -9,7 +9,8 @@ one container on the scenario's network that is at once
   - the ACME CA ([4/8]): Pebble on :14000 (its own HTTPS certificate from a small CA made
     here), validating through the unbound above, issuing certificates valid for
     --acme-lifetime seconds. Its root (a new one at each start) and the CA of its HTTPS are
-    written beside STATE for the inventory's mail_tls (ca, directory_ca).
+    written beside STATE for the inventory's mail_tls (ca, directory_ca), with a DNS-01
+    hook (dns_hook) that publishes TXT records through the DNS API of outside.py.
 Outside domains, under the reserved `example.` (OpenDKIM's resolver, libunbound, answers
 every `.test` name itself with NXDOMAIN, so the senders whose signatures the hosts verify
 cannot be .test): sink.example (SPF: this container, DKIM selector s1, DMARC p=reject),
@@ -75,6 +76,20 @@ auth-zone:
 forward-zone:
   name: "."
   forward-addr: 127.0.0.11
+remote-control:
+  control-enable: yes
+  control-interface: /run/unbound.ctl
+"""
+# An ACME DNS-01 hook as an administrator writes one for a DNS provider's API (here the
+# outside container's, outside.py): HOOK add|remove NAME VALUE.
+DNS_HOOK = """\
+#!/bin/sh
+# mailctl ACME DNS-01 hook for the molecule scenarios: HOOK add|remove NAME VALUE
+exec python3 -c '
+import sys, urllib.parse, urllib.request
+query = urllib.parse.urlencode(dict(zip(("action", "name", "value"), sys.argv[1:4])))
+urllib.request.urlopen("http://{ip}:8053/txt?" + query, timeout=10).read()
+' "$@"
 """
 
 
@@ -180,6 +195,7 @@ def up(args: argparse.Namespace) -> None:
     key, public = sink_key(work)
     acme_server_cert(work, args.ip)
     (work / "unbound.conf").write_text(UNBOUND_CONF.format(remote=REMOTE))
+    (work / "acme-dns-hook").write_text(DNS_HOOK.format(ip=args.ip))
     (work / "pebble.json").write_text(PEBBLE_CONFIG.format(
         port=PEBBLE_PORT, remote=REMOTE, lifetime=args.acme_lifetime))
 

@@ -3,7 +3,10 @@
 DNS server (unbound, in the same container). No traffic leaves the scenario network.
 
   outside.py serve DIR            an SMTP sink on port 25: each message is DIR/N.eml (the
-                                  bytes as received) with DIR/N.json (client, HELO, envelope)
+                                  bytes as received) with DIR/N.json (client, HELO, envelope);
+                                  and on port 8053 a DNS provider's API for ACME DNS-01:
+                                  GET /txt?action=add|remove&name=N&value=V changes the TXT
+                                  records unbound serves (unbound-control local_data)
   outside.py send  < JSON         send one message, DKIM-signed if asked; prints the reply
   outside.py dkim FILE            verify the DKIM signature of a stored message
   outside.py spf IP SENDER HELO   evaluate SPF for a client address and envelope sender
@@ -12,12 +15,15 @@ Results are one JSON line on stdout.
 
 from __future__ import annotations
 
+import http.server
 import json
 import smtplib
 import socketserver
 import ssl
+import subprocess
 import sys
 import threading
+import urllib.parse
 import uuid
 from email.utils import formatdate
 from pathlib import Path
@@ -80,9 +86,34 @@ class _Sink(socketserver.StreamRequestHandler):
         (self.directory / f"{n}.json").write_text(json.dumps(meta))
 
 
+class _DnsApi(http.server.BaseHTTPRequestHandler):
+    """What a DNS provider's API does for an ACME DNS-01 hook: publish or withdraw a TXT
+    record, served at once by the scenario's unbound."""
+
+    conf = ""
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        action, name, value = query.get("action"), query.get("name", ""), query.get("value", "")
+        if url.path != "/txt" or action not in ("add", "remove") or not name.endswith("."):
+            self.send_error(400, "GET /txt?action=add|remove&name=FQDN.&value=V")
+            return
+        argv = (["local_data", f'{name} 60 IN TXT "{value}"'] if action == "add"
+                else ["local_data_remove", name])
+        done = subprocess.run(["unbound-control", "-c", self.conf, *argv],
+                              capture_output=True, text=True, check=False)
+        self.send_response(200 if done.returncode == 0 else 500)
+        self.end_headers()
+        self.wfile.write((done.stdout + done.stderr).encode())
+
+
 def serve(directory: str) -> None:
     _Sink.directory = Path(directory)
     _Sink.directory.mkdir(parents=True, exist_ok=True)
+    _DnsApi.conf = str(Path(__file__).with_name("unbound.conf"))
+    api = http.server.ThreadingHTTPServer(("0.0.0.0", 8053), _DnsApi)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
     socketserver.ThreadingTCPServer.allow_reuse_address = True
     with socketserver.ThreadingTCPServer(("0.0.0.0", 25), _Sink) as server:
         server.serve_forever()

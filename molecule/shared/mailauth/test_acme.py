@@ -174,6 +174,17 @@ def test_curl_reads_a_mailbox_over_imaps():
     assert "INBOX" in proc.stdout
 
 
+def test_port_80_is_closed_between_challenges():
+    """certbot answers HTTP-01 itself, only while a challenge is pending: between renewals
+    nothing listens on port 80 (a renewal may be running at one probe, not at all three)."""
+    mail = _host()
+    listening = []
+    for _ in range(3):
+        listening.append(on(mail.name, "ss", "-Hltn", "sport = :80").stdout.strip())
+        time.sleep(1)
+    assert "" in listening, f"port 80 is open between renewals: {listening}"
+
+
 # --------------------------------------------------------------------------- renewal
 
 def test_the_timer_renews_while_sessions_go_on():
