@@ -162,3 +162,53 @@ def test_summary_and_files_of_one_host_share_one_validation(monkeypatch):
     assert calls == ["h1"]
     ansible_bridge.host_files(bridge_input())  # another input is validated afresh
     assert calls == ["h1", "h1"]
+
+
+ACME = {"mode": "acme", "directory": "letsencrypt", "contact": "hostmaster@example.test"}
+
+
+def test_bridge_acme_copies_the_key_and_the_given_files_but_never_a_certificate():
+    tls = {**ACME, "challenge": "dns-01", "dns_hook": "hooks/dns.sh", "ca": "roots/r.pem",
+           "directory_ca": "/abs/dir-ca.pem"}
+    summary = ansible_bridge.host_summary({**bridge_input(mail_tls=tls), "ca_dir": "/srv/ca"})
+    assert [(f["src"], f["dest"], f["mode"]) for f in summary["tls_files"]] == [
+        ("/srv/ca/mail.example.test.key", "/etc/mailctl/tls/mail.example.test.key", "0640"),
+        ("/srv/inv/roots/r.pem", "/etc/mailctl/tls/ca.crt", "0644"),
+        ("/abs/dir-ca.pem", "/etc/mailctl/tls/acme-directory-ca.crt", "0644"),
+        ("/srv/inv/hooks/dns.sh", "/etc/mailctl/acme-dns-hook", "0700")]
+    # applied first: the services that serve the certificate start with it in place
+    assert summary["components"][0]["name"] == "acme"
+    assert {"certbot", "cron"} <= set(summary["packages"])
+    assert summary["acme_retired"] == []
+
+
+def test_bridge_retires_the_acme_files_when_the_mode_is_not_acme():
+    summary = ansible_bridge.host_summary(bridge_input())
+    assert "acme" not in [c["name"] for c in summary["components"]]
+    assert summary["acme_retired"] == [
+        "/etc/mailctl/acme.conf", "/usr/local/sbin/mailctl-acme",
+        "/etc/systemd/system/mailctl-acme.service", "/etc/systemd/system/mailctl-acme.timer",
+        "/etc/cron.d/mailctl-acme"]
+
+
+def test_acme_render_names_the_services_to_reload_and_the_schedule():
+    from mailctl.render import cron_schedule, render_host
+    from mailctl.validate import check_host
+
+    for backend, reload in (("dovecot", "postfix:reload dovecot:reload"),
+                            ("cyrus", "postfix:reload cyrus-imapd:hup")):
+        host, problems = check_host("h1", {**BASE, "mail_backend": backend,
+                                           "mail_tls": {**ACME, "renew_check": "30m"}}, [])
+        assert not problems, problems
+        files = {f.path: f.content for f in render_host(host)}
+        conf = files["/etc/mailctl/acme.conf"]
+        assert "DIRECTORY=https://acme-v02.api.letsencrypt.org/directory" in conf
+        assert f"RELOAD='{reload}'" in conf
+        assert "TRUST=/etc/ssl/certs/ca-certificates.crt" in conf  # a public CA: the bundle
+        assert "OnUnitActiveSec=1800s" in files["/etc/systemd/system/mailctl-acme.timer"]
+        assert "*/30 * * * * root" in files["/etc/cron.d/mailctl-acme"]
+    assert cron_schedule(5, "h") == "*/1 * * * *"
+    assert cron_schedule(45 * 60, "h") == "*/30 * * * *"
+    assert cron_schedule(12 * 3600, "h").endswith(" */12 * * *")
+    assert cron_schedule(5 * 3600, "h").endswith(" */4 * * *")  # a divisor of a day, shorter
+    assert cron_schedule(7 * 86400, "h").endswith(" * * *")  # daily at most

@@ -4,6 +4,7 @@ files, openssl and a real zone checker (named-checkzone)."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import shutil
@@ -467,3 +468,36 @@ def test_limit_selects_the_domains_of_the_hosts(mailctl, tmp_path):
     # an mx relays every mailstore domain
     res = run_dns(mailctl, inv, "--limit", "mx1.example.test", cwd=tmp_path)
     assert "; --- example.test" in res.stdout and "; --- corp.test" in res.stdout
+
+
+def test_acme_host_records_follow_the_key(mailctl, tmp_path):
+    """Mode acme: the TLSA record hashes the key made on the controller (the certificate
+    comes later, from the CA, for the same key), the extra names get the host's addresses,
+    and a switch from the local CA keeps the key and so the record."""
+    inv = copy_inventory("sandbox", tmp_path)
+    host, ca = "mail.sandbox.test", inv / ".mailctl-ca"
+    append_vars(inv / "group_vars" / "all" / "main.yml", "mail_public_ipv4: 192.0.2.25\n")
+    before = rdata(zone_records(run_dns(mailctl, inv, cwd=tmp_path).stdout),
+                   f"_25._tcp.{host}.", "TLSA")
+    append_vars(inv / "group_vars" / "all" / "main.yml",
+                "mail_tls: {mode: acme, directory: letsencrypt, contact: hostmaster@sandbox.test,"
+                " names: [imap.sandbox.test]}\n")
+    res = run_dns(mailctl, inv, cwd=tmp_path)
+    assert res.exit_code == 0, res.stderr
+    records = zone_records(res.stdout)
+    spki = openssl("pkey", "-in", str(ca / f"{host}.key"), "-pubout", "-outform", "DER")
+    assert rdata(records, f"_25._tcp.{host}.", "TLSA") == before == [
+        f"3 1 1 {hashlib.sha256(spki).hexdigest()}"]
+    assert rdata(records, "imap.sandbox.test.", "A") == ["192.0.2.25"]
+    assert rdata(records, f"{host}.", "A") == ["192.0.2.25"]
+
+
+def test_acme_key_is_made_when_missing(mailctl, tmp_path):
+    inv = copy_inventory("sandbox", tmp_path)
+    append_vars(inv / "group_vars" / "all" / "main.yml", "mail_tls: {mode: acme, directory: "
+                "letsencrypt, contact: hostmaster@sandbox.test}\n")
+    res = run_dns(mailctl, inv, cwd=tmp_path)
+    assert res.exit_code == 0, res.stderr
+    ca = inv / ".mailctl-ca"
+    assert (ca / "mail.sandbox.test.key").is_file()
+    assert not (ca / "mail.sandbox.test.crt").exists()  # no local-CA certificate in mode acme

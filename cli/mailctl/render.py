@@ -120,10 +120,11 @@ def cron_schedule(seconds: int, seed: str) -> str:
     if minutes < 60:
         step = max(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30) if d <= minutes)
         return f"*/{step} * * * *"
-    minute = int(hashlib.sha256(seed.encode()).hexdigest(), 16) % 60
+    spread = int(hashlib.sha256(seed.encode()).hexdigest(), 16)
+    minute = spread % 60
     hours = min(24, minutes // 60)
     if hours == 24:
-        return f"{minute} {int(hashlib.sha256(seed.encode()).hexdigest(), 16) % 24} * * *"
+        return f"{minute} {spread // 60 % 24} * * *"
     step = max(d for d in (1, 2, 3, 4, 6, 8, 12) if d <= hours)
     return f"{minute} */{step} * * *"
 

@@ -9,18 +9,16 @@ from __future__ import annotations
 import calendar
 import functools
 import imaplib
-import json
-import os
 import smtplib
 import socket
 import ssl
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from cryptography import x509
+from world import inventory_dir, state
 
 from mailctl.inventory import Inventory
 from mailctl.model import MailHost
@@ -30,16 +28,8 @@ REMOTE_ROOT = "/opt/outside/acme-root.pem"
 
 
 @functools.cache
-def _state() -> dict:
-    path = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "")) / "mailauth.json"
-    if not path.is_file():
-        pytest.fail(f"{path}: no outside world (import molecule/shared/mailauth/up.yml)")
-    return json.loads(path.read_text())
-
-
-@functools.cache
 def _host() -> MailHost:
-    inventory = Inventory(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
+    inventory = Inventory(inventory_dir())
     hosts = [h for h in inventory.mail_hosts() if h.acme]
     if len(hosts) != 1:
         pytest.fail(f"the ACME checks need one host with mail_tls mode acme, not {len(hosts)}")
@@ -56,7 +46,7 @@ def on(container: str, *argv: str, check: bool = True) -> subprocess.CompletedPr
 
 def root_context() -> ssl.SSLContext:
     """A client that trusts Pebble's root alone and checks the host name."""
-    ctx = ssl.create_default_context(cafile=_state()["acme_root"])
+    ctx = ssl.create_default_context(cafile=state()["acme_root"])
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 
@@ -146,8 +136,8 @@ def users() -> tuple:
 def test_openssl_verifies_the_chain_and_name(port, starttls):
     """openssl s_client from the outside container: the chain ends at Pebble's root and
     the certificate carries the host's name (and the extra names of mail_tls.names)."""
-    mail, outside = _host(), _state()["container"]
-    subprocess.run(["docker", "cp", _state()["acme_root"], f"{outside}:{REMOTE_ROOT}"],
+    mail, outside = _host(), state()["container"]
+    subprocess.run(["docker", "cp", state()["acme_root"], f"{outside}:{REMOTE_ROOT}"],
                    check=True)
     argv = ["openssl", "s_client", "-connect", f"{mail.dns.ipv4}:{port}", "-servername",
             mail.hostname, "-CAfile", REMOTE_ROOT, "-verify_return_error", "-brief"]
@@ -161,9 +151,9 @@ def test_openssl_verifies_the_chain_and_name(port, starttls):
 def test_curl_reads_a_mailbox_over_imaps():
     """curl (another TLS stack's client) lists a user's mailboxes over IMAPS, trusting
     Pebble's root only; the password goes through a netrc file, never an argument."""
-    mail, outside = _host(), _state()["container"]
+    mail, outside = _host(), state()["container"]
     user = users()[0]
-    subprocess.run(["docker", "cp", _state()["acme_root"], f"{outside}:{REMOTE_ROOT}"],
+    subprocess.run(["docker", "cp", state()["acme_root"], f"{outside}:{REMOTE_ROOT}"],
                    check=True)
     netrc = f"machine {mail.hostname} login {user.address} password {user.password}\n"
     subprocess.run(["docker", "exec", "-i", outside, "sh", "-c",

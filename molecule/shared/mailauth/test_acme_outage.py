@@ -14,7 +14,6 @@ from pathlib import Path
 
 from test_acme import (
     _host,
-    _state,
     acme_journal,
     cert_time,
     host_clock,
@@ -24,6 +23,7 @@ from test_acme import (
     served_serial,
     wait_for,
 )
+from world import state
 
 from mailctl.render import tls_paths
 
@@ -32,7 +32,7 @@ HARNESS = Path(__file__).with_name("harness.py")
 
 def pebble(action: str) -> None:
     subprocess.run([sys.executable, str(HARNESS), "pebble", action, "--name",
-                    _state()["container"]], check=True, capture_output=True, timeout=120)
+                    state()["container"]], check=True, capture_output=True, timeout=120)
 
 
 def certs() -> subprocess.CompletedProcess:
@@ -71,7 +71,7 @@ def test_a_failed_renewal_keeps_the_certificate_and_certs_reports_it():
         pebble("start")
     # The CA is back, with a new root: the host trusts it (as a deploy would install it),
     # and the timer's next run renews, registering a new account.
-    subprocess.run(["docker", "cp", _state()["acme_root"],
+    subprocess.run(["docker", "cp", state()["acme_root"],
                     f"{mail.name}:{tls_paths(mail)['ca']}"], check=True)
     since = host_clock()
     wait_for("the renewal after the CA came back",

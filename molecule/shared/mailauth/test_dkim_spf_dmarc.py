@@ -17,30 +17,17 @@ import ssl
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
+from world import inventory_dir, state
 
 from mailctl.inventory import Inventory
 from mailctl.model import MailHost
 
 
 @functools.cache
-def _state() -> dict:
-    path = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "")) / "mailauth.json"
-    if not path.is_file():
-        pytest.fail(f"{path}: no outside world (import molecule/shared/mailauth/up.yml)")
-    return json.loads(path.read_text())
-
-
-@functools.cache
-def _inventory_dir() -> Path:
-    return Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-
-
-@functools.cache
 def _hosts() -> tuple[tuple[MailHost, ...], object]:
-    hosts, topology = Inventory(_inventory_dir()).mail_plan()
+    hosts, topology = Inventory(inventory_dir()).mail_plan()
     return tuple(hosts), topology
 
 
@@ -61,13 +48,13 @@ def pytest_generate_tests(metafunc):
 # ------------------------------------------------------------------ the outside container
 
 def outside(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", "exec", "-i", _state()["container"], *argv],
+    return subprocess.run(["docker", "exec", "-i", state()["container"], *argv],
                           input=stdin, capture_output=True, text=True, timeout=120,
                           check=False)
 
 
 def outside_json(*argv: str, stdin: str | None = None) -> dict:
-    proc = outside("python3", f"{_state()['remote']}/outside.py", *argv, stdin=stdin)
+    proc = outside("python3", f"{state()['remote']}/outside.py", *argv, stdin=stdin)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -76,7 +63,7 @@ def sink_message(subject: str, timeout: float = 60) -> tuple[str, dict]:
     """The path (in the outside container) of the message with this subject, and its
     envelope, once it has arrived."""
     deadline = time.monotonic() + timeout
-    sink = _state()["sink_dir"]
+    sink = state()["sink_dir"]
     while True:
         proc = outside("sh", "-c", f"grep -l -F 'Subject: {subject}' {sink}/*.eml || true")
         found = proc.stdout.split()
@@ -94,8 +81,8 @@ def ca_file(host: MailHost) -> str:
     """The root the host's certificate chains to: mail_tls.ca (mode acme: the scenario's
     ACME CA), else the local CA."""
     if host.tls.ca_src:
-        return str(_inventory_dir() / host.tls.ca_src)
-    return str(_inventory_dir() / ".mailctl-ca" / "ca.crt")
+        return str(inventory_dir() / host.tls.ca_src)
+    return str(inventory_dir() / ".mailctl-ca" / "ca.crt")
 
 
 def address(host: MailHost) -> str:
@@ -175,7 +162,7 @@ def send_from_outside(receiver: MailHost, rcpt: str, subject: str, sender: str,
                "helo": "mx.sink.example"}
     if sign:
         request["sign"] = {"domain": "sink.example", "selector": "s1",
-                           "key": _state()["sink_key"]}
+                           "key": state()["sink_key"]}
     return outside_json("send", stdin=json.dumps(request))
 
 
@@ -228,7 +215,7 @@ def test_one_changed_body_byte_breaks_the_signature(signer):
 
 def test_tlsa_record_matches_the_certificate_on_port_25(receiver):
     host = _by_name(receiver)
-    records = [r for r in _state()["dns"]["hosts"]["records"]
+    records = [r for r in state()["dns"]["hosts"]["records"]
                if r["type"] == "TLSA" and r["name"].rstrip(".") == f"_25._tcp.{host.hostname}"]
     assert len(records) == 1, records
     usage, selector, matching, digest = records[0]["value"].split()
