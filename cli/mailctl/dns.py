@@ -394,7 +394,7 @@ class ControllerFiles:
             key_path = state / f"{host.hostname}.key"
             if not key_path.is_file():
                 self._run("mailctl-ca.sh", "--key-only", str(state), host.hostname)
-            return _spki_of_key(key_path, host)
+            return _spki(_private_key(key_path, f"{key_path}: TLS key of {host.name}"))
         if host.tls.mode == "selfsigned":
             state = self.state_dir(host)
             path = state / f"{host.hostname}.crt"
@@ -418,41 +418,34 @@ class ControllerFiles:
             raise MailctlError(f"{script} {' '.join(args)} failed: {detail}")
 
 
-def _spki_of_key(path: Path, host: MailHost) -> bytes:
-    """The DER SubjectPublicKeyInfo of a private key file (never printed)."""
-    from cryptography.hazmat.primitives.serialization import (
-        Encoding,
-        PublicFormat,
-        load_pem_private_key,
-    )
-
-    try:
-        key = load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read the TLS key of {host.name}: "
-                         f"{type(exc).__name__}") from None
-    return key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-
-
 def public_key_der(path: Path, domain: str, selector: str) -> bytes:
-    """The public half of a private key file. Neither the key nor a parser's message about
-    it is ever shown: only the path."""
+    """The public half of a DKIM private key file (RSA: the records say k=rsa)."""
     from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.hazmat.primitives.serialization import (
-        Encoding,
-        PublicFormat,
-        load_pem_private_key,
-    )
 
     where = f"{path}: DKIM key of {domain} (selector {selector})"
+    key = _private_key(path, where)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise InputError(f"{where}: not an RSA key (the records say k=rsa)")
+    return _spki(key)
+
+
+def _private_key(path: Path, where: str):
+    """A private key file, read. Neither the key nor a parser's message about it is ever
+    shown: only `where`."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
     try:
-        key = load_pem_private_key(path.read_bytes(), password=None)
+        return load_pem_private_key(path.read_bytes(), password=None)
     except OSError as exc:
         raise InputError(f"{where}: cannot read: {exc.strerror}") from None
     except (ValueError, TypeError):
         raise InputError(f"{where}: not an unencrypted PEM private key") from None
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise InputError(f"{where}: not an RSA key (the records say k=rsa)")
+
+
+def _spki(key) -> bytes:
+    """The DER SubjectPublicKeyInfo of a private key's public half."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
     return key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 

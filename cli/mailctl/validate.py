@@ -475,12 +475,12 @@ def _acme(value: Mapping, hostname: str | None, domains: list[str], min_days: in
     else:
         contact = _one(out, "mail_tls", contact, normalize_address, "mail_tls.contact") or ""
     names = []
+    allowed = tuple(dict.fromkeys(d for d in (*domains, _parent(hostname)) if d))
     for i, item in enumerate(_as_list(value.get("names", []), "mail_tls", "mail_tls.names",
                                       out)):
         name = _one(out, "mail_tls", item, normalize_fqdn, f"mail_tls.names[{i}]")
         if name is None:
             continue
-        allowed = tuple(dict.fromkeys(d for d in (*domains, _parent(hostname)) if d))
         if not any(name == d or name.endswith("." + d) for d in allowed):
             out.add("mail_tls", f"mail_tls.names[{i}]",
                     f"{name!r} is neither this host's name nor under one of its mail domains "
