@@ -6,20 +6,18 @@ scenarios whose host has mail_tls mode acme (default, cyrus)."""
 
 from __future__ import annotations
 
-import calendar
 import functools
 import imaplib
-import smtplib
 import socket
-import ssl
 import subprocess
 import time
 import uuid
 
 import pytest
 from cryptography import x509
-from world import inventory_dir, state
+from world import IMAPS, SMTP, inventory_dir, state, tls_context
 
+from mailctl import certs
 from mailctl.inventory import Inventory
 from mailctl.model import MailHost
 from mailctl.render import tls_paths
@@ -44,25 +42,21 @@ def on(container: str, *argv: str, check: bool = True) -> subprocess.CompletedPr
     return proc
 
 
-def root_context() -> ssl.SSLContext:
-    """A client that trusts Pebble's root alone and checks the host name."""
-    ctx = ssl.create_default_context(cafile=state()["acme_root"])
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
+def installed() -> certs.CertInfo:
+    """The installed certificate, read by mailctl's own parser."""
+    mail = _host()
+    return certs.parse_pem(on(mail.name, "cat", tls_paths(mail)["cert"]).stdout)
 
 
 def installed_serial() -> int:
-    mail = _host()
-    text = on(mail.name, "openssl", "x509", "-in", tls_paths(mail)["cert"], "-noout",
-              "-serial").stdout
-    return int(text.strip().split("=", 1)[1], 16)
+    return int(installed().serial, 16)
 
 
 def served_serial(port: int) -> int:
     """The serial of the certificate a new connection gets, verified against the root."""
     mail = _host()
     with socket.create_connection((mail.dns.ipv4, port), timeout=10) as raw, \
-            root_context().wrap_socket(raw, server_hostname=mail.hostname) as tls:
+            tls_context(mail).wrap_socket(raw, server_hostname=mail.hostname) as tls:
         return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
 
 
@@ -88,39 +82,7 @@ def wait_for(what: str, probe, timeout: float):
 
 
 def lifetime() -> int:
-    mail = _host()
-    dates = on(mail.name, "openssl", "x509", "-in", tls_paths(mail)["cert"], "-noout",
-               "-startdate", "-enddate").stdout
-    start, end = (cert_time(line.split("=", 1)[1]) for line in dates.splitlines())
-    return int(end - start)
-
-
-def cert_time(text: str) -> float:
-    """Seconds since the epoch of an openssl date ('Dec  2 05:00:00 2026 GMT')."""
-    return calendar.timegm(time.strptime(text.strip(), "%b %d %H:%M:%S %Y %Z"))
-
-
-class NamedSMTP(smtplib.SMTP):
-    """SMTP to an address, with TLS checked against the mail name (not resolvable here)."""
-
-    def __init__(self, address: str, name: str, port: int):
-        self._address = address
-        super().__init__(name, port, timeout=30)
-
-    def _get_socket(self, host, port, timeout):
-        return socket.create_connection((self._address, port), timeout)
-
-
-class NamedIMAP(imaplib.IMAP4_SSL):
-    """IMAPS to an address, with TLS checked against the mail name."""
-
-    def __init__(self, address: str, name: str):
-        self._address = address
-        super().__init__(name, 993, ssl_context=root_context(), timeout=30)
-
-    def _create_socket(self, timeout):
-        sock = socket.create_connection((self._address, self.port), timeout)
-        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+    return int(installed().lifetime.total_seconds())
 
 
 def users() -> tuple:
@@ -187,12 +149,12 @@ def test_the_timer_renews_while_sessions_go_on():
     before = installed_serial()
     since = host_clock()
 
-    smtp = NamedSMTP(mail.dns.ipv4, mail.hostname, 587)
-    smtp.starttls(context=root_context())
+    smtp = SMTP(mail, 587)
+    smtp.starttls(context=tls_context(mail))
     smtp.login(sender.address, sender.password)
     assert smtp.mail(sender.address)[0] == 250
     assert smtp.rcpt(recipient.address)[0] == 250
-    imap = NamedIMAP(mail.dns.ipv4, mail.hostname)
+    imap = IMAPS(mail)
     imap.login(recipient.address, recipient.password)
     imap.select("INBOX")
 

@@ -7,19 +7,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import imaplib
 import json
 import os
 import re
-import smtplib
-import socket
-import ssl
 import subprocess
 import time
 import uuid
 
 import pytest
-from world import inventory_dir, state
+from world import IMAPS, SMTP, address, inventory_dir, state, tls_context
 
 from mailctl.inventory import Inventory
 from mailctl.model import MailHost
@@ -77,19 +73,6 @@ def sink_message(subject: str, timeout: float = 60) -> tuple[str, dict]:
 
 # ------------------------------------------------------------------ the mail hosts
 
-def ca_file(host: MailHost) -> str:
-    """The root the host's certificate chains to: mail_tls.ca (mode acme: the scenario's
-    ACME CA), else the local CA."""
-    if host.tls.ca_src:
-        return str(inventory_dir() / host.tls.ca_src)
-    return str(inventory_dir() / ".mailctl-ca" / "ca.crt")
-
-
-def address(host: MailHost) -> str:
-    assert host.dns.ipv4, f"{host.name}: the scenario sets mail_public_ipv4"
-    return host.dns.ipv4
-
-
 def user_of(host: MailHost):
     users = [u for u in host.users if u.password]
     assert users, f"{host.name}: no user with a clear password"
@@ -104,26 +87,13 @@ def store_for(receiver: MailHost) -> MailHost:
     return _by_name(route.store_name)
 
 
-class _IMAPS(imaplib.IMAP4_SSL):
-    """IMAPS to an address, the certificate verified for the host's name."""
-
-    def __init__(self, host: MailHost):
-        self._address = address(host)
-        super().__init__(host.hostname, 993, timeout=20,
-                         ssl_context=ssl.create_default_context(cafile=ca_file(host)))
-
-    def _create_socket(self, timeout):
-        sock = socket.create_connection((self._address, self.port), timeout)
-        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
-
-
 def stored_headers(store: MailHost, subject: str, timeout: float = 60) -> str:
     """The headers of the message with this subject in the first user's INBOX, as the
     store keeps them (IMAP)."""
     user = user_of(store)
     deadline = time.monotonic() + timeout
     while True:
-        with _IMAPS(store) as imap:
+        with IMAPS(store, timeout=20) as imap:
             imap.login(user.address, user.password)
             imap.select("INBOX", readonly=True)
             _, data = imap.search(None, "SUBJECT", f'"{subject}"')
@@ -146,9 +116,8 @@ def submit(host: MailHost, rcpt: str, subject: str) -> str:
     """Send over submission (587, STARTTLS, AUTH) as the host's first user, the certificate
     verified for the host's name; returns the envelope sender."""
     user = user_of(host)
-    with smtplib.SMTP(address(host), 587, local_hostname="mua.example.test", timeout=30) as s:
-        s._host = host.hostname  # STARTTLS checks the certificate for this name, not the IP
-        s.starttls(context=ssl.create_default_context(cafile=ca_file(host)))
+    with SMTP(host, 587, local_hostname="mua.example.test") as s:
+        s.starttls(context=tls_context(host))
         s.login(user.address, user.password)
         body = f"Subject: {subject}\r\nFrom: {user.address}\r\nTo: {rcpt}\r\n\r\nhello\r\n"
         s.sendmail(user.address, [rcpt], body.encode())

@@ -1,14 +1,22 @@
 """What the checks of molecule/shared/mailauth share: the outside world harness.py started
-for this scenario (its STATE file), and the scenario's inventory directory."""
+for this scenario (its STATE file), the scenario's inventory directory, and clients that
+reach a mail host by its address while checking its certificate for its mail name (which
+this machine cannot resolve)."""
 
 from __future__ import annotations
 
 import functools
+import imaplib
 import json
 import os
+import smtplib
+import socket
+import ssl
 from pathlib import Path
 
 import pytest
+
+from mailctl.model import MailHost
 
 
 @functools.cache
@@ -22,3 +30,46 @@ def state() -> dict:
 @functools.cache
 def inventory_dir() -> Path:
     return Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+
+
+def ca_file(host: MailHost) -> str:
+    """The root the host's certificate chains to: mail_tls.ca (mode acme: the scenario's
+    ACME CA), else the local CA."""
+    if host.tls.ca_src:
+        return str(inventory_dir() / host.tls.ca_src)
+    return str(inventory_dir() / ".mailctl-ca" / "ca.crt")
+
+
+def address(host: MailHost) -> str:
+    assert host.dns.ipv4, f"{host.name}: the scenario sets mail_public_ipv4"
+    return host.dns.ipv4
+
+
+def tls_context(host: MailHost) -> ssl.SSLContext:
+    """A client that trusts the host's root alone (and checks names), TLS 1.2 or later."""
+    ctx = ssl.create_default_context(cafile=ca_file(host))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+class IMAPS(imaplib.IMAP4_SSL):
+    """IMAPS to the host's address, the certificate verified for its mail name."""
+
+    def __init__(self, host: MailHost, timeout: float = 30):
+        self._address = address(host)
+        super().__init__(host.hostname, 993, timeout=timeout, ssl_context=tls_context(host))
+
+    def _create_socket(self, timeout):
+        sock = socket.create_connection((self._address, self.port), timeout)
+        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+
+
+class SMTP(smtplib.SMTP):
+    """SMTP to the host's address; STARTTLS checks the certificate for its mail name."""
+
+    def __init__(self, host: MailHost, port: int, **kwargs):
+        self._address = address(host)
+        super().__init__(host.hostname, port, timeout=30, **kwargs)
+
+    def _get_socket(self, host, port, timeout):
+        return socket.create_connection((self._address, port), timeout)
