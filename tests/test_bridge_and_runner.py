@@ -38,20 +38,30 @@ def test_bridge_takes_selfsigned_tls_files_from_the_local_ca_and_cyrus_reads_the
     assert [(f["src"], f["group"]) for f in summary["tls_files"]] == [
         ("/srv/ca/mail.example.test.crt", "root"), ("/srv/ca/mail.example.test.key", "mail"),
         ("/srv/ca/ca.crt", "root")]
-    # Postfix reads the SASL and Cyrus sockets, and the OpenDKIM and OpenDMARC milter sockets
-    assert summary["mta_groups"] == ["sasl", "mail", "opendkim", "opendmarc"]
+    # Postfix reads the rate limiter's policy socket, the SASL and Cyrus sockets, and the
+    # OpenDKIM and OpenDMARC milter sockets
+    assert summary["mta_groups"] == ["policyd-rate-limit", "sasl", "mail", "opendkim",
+                                     "opendmarc"]
+    # policyd-rate-limit is Debian's: elsewhere sending limits are off, and so is its group
+    redhat = ansible_bridge.host_summary({**bridge_input(mail_backend="cyrus"),
+                                          "os_family": "RedHat", "ca_dir": "/srv/ca"})
+    assert redhat["mta_groups"] == ["saslauth", "mail", "opendkim", "opendmarc"]
 
 
 def test_bridge_plans_the_components_in_apply_order():
     summary = ansible_bridge.host_summary(bridge_input())
-    # the store first, then the milters, and Postfix (which talks to all of them) last
-    assert [c["name"] for c in summary["components"]] == ["dovecot", "opendkim", "opendmarc",
-                                                          "postfix"]
-    assert summary["packages"] == ["ca-certificates", "openssl", "postfix", "dovecot-core",
-                                   "dovecot-imapd", "dovecot-pop3d", "dovecot-lmtpd",
-                                   "opendkim", "opendmarc", "publicsuffix"]
+    # the rate limiter and the store first, then the milters, Postfix (which talks to all of
+    # them), and last fail2ban (which follows all of their logs)
+    assert [c["name"] for c in summary["components"]] == [
+        "ratelimit", "dovecot", "opendkim", "opendmarc", "postfix", "fail2ban"]
+    assert summary["packages"] == ["ca-certificates", "openssl", "policyd-rate-limit",
+                                   "postfix", "dovecot-core", "dovecot-imapd", "dovecot-pop3d",
+                                   "dovecot-lmtpd", "opendkim", "opendmarc", "publicsuffix",
+                                   "fail2ban", "python3-systemd", "nftables"]
     planned = {c["name"]: c for c in summary["components"]}
     assert planned["opendkim"]["role"] == "opendkim"  # the role that installs the keys
+    assert planned["fail2ban"]["after_store"] is True
+    assert planned["ratelimit"]["after_store"] is False  # up before Postfix asks it
     assert planned["opendkim"]["validators"][0]["argv"] == [
         "opendkim", "-n", "-x", "/etc/opendkim.conf"]
     assert [s["name"] for s in summary["other_stores"]] == ["cyrus"]
@@ -61,8 +71,16 @@ def test_bridge_plans_the_components_in_apply_order():
     assert ansible_bridge.installed_stores(summary["other_stores"], {}) == []
     mx = ansible_bridge.host_summary({**bridge_input(), "groups": ["mx"],
                                       "variables": {"mail_hostname": "mx.example.test"}})
-    assert [c["name"] for c in mx["components"]] == ["opendkim", "opendmarc", "postfix"]
-    assert [s["port"] for s in mx["components"][-1]["smoke"]] == [25]  # no submission
+    # an mx has no users: no sending limits
+    assert [c["name"] for c in mx["components"]] == ["opendkim", "opendmarc", "postfix",
+                                                     "fail2ban"]
+    mx_planned = {c["name"]: c for c in mx["components"]}
+    assert [s["port"] for s in mx_planned["postfix"]["smoke"]] == [25]  # no submission
+    # a SysV host (no systemd journal for fail2ban to read) runs no fail2ban
+    sysv = ansible_bridge.host_summary({**bridge_input(), "service_manager": "sysvinit"})
+    assert [c["name"] for c in sysv["components"]] == [
+        "ratelimit", "dovecot", "opendkim", "opendmarc", "postfix"]
+    assert not {"fail2ban", "nftables"} & set(sysv["packages"])
 
 
 def test_bridge_uses_the_host_facts_for_the_platform():

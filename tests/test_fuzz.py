@@ -145,6 +145,71 @@ overrides = st.one_of(
                                              st.booleans(), st.floats(), junk), max_size=4),
     junk,
 )
+durations = st.one_of(
+    st.integers(min_value=-5, max_value=10**8),
+    st.sampled_from(["10s", "1m", "5 min", "1h", "1d", "30d", "365d", "0", "-1", "1.5h", "6",
+                     "9" * 12, "1" * 4400, "1w", " 2h "]),
+    st.text(max_size=8), junk,
+)
+flags = st.one_of(st.booleans(), junk)
+dnsbl_sites = st.one_of(
+    st.sampled_from(["zen.spamhaus.org*3", "bl.example.test=127.0.0.[2..11]*-2",
+                     "b.example.test=127.0.0.[2;4]", "x.test=127.0.0.256", "a b", "a,b.test",
+                     "bücher.test*2", "localhost", "x.test*101", "x.test=127.0.0.2\n"]),
+    st.from_regex(r"[a-z.\-]{1,12}(=[0-9.\[\];]{1,20})?(\*-?[0-9]{1,4})?", fullmatch=True),
+    st.text(max_size=20), junk,
+)
+postscreen = st.one_of(
+    st.fixed_dictionaries({}, optional={
+        "enabled": flags, "dnsbl_sites": st.one_of(st.lists(dnsbl_sites, max_size=3), junk),
+        "dnsbl_threshold": st.one_of(st.integers(min_value=-1, max_value=200), junk),
+        "greet_wait": durations, "dnsbl": junk}),
+    junk,
+)
+rates = st.one_of(st.integers(min_value=-1, max_value=200000), junk)
+limits = st.one_of(
+    st.fixed_dictionaries({}, optional={
+        "enabled": flags, "window": durations, "connections": rates, "connection_rate": rates,
+        "message_rate": rates, "recipient_rate": rates, "auth_rate": rates, "rate": junk}),
+    junk,
+)
+send_limit = st.one_of(
+    st.fixed_dictionaries({"count": st.integers(min_value=1, max_value=1000),
+                           "per": st.sampled_from(["10s", "1h", "1d", 600, "30d"])}),
+    st.fixed_dictionaries({}, optional={
+        "count": st.one_of(st.integers(min_value=-1, max_value=2 * 10**6), junk),
+        "per": durations, "burst": junk}),
+    junk,
+)
+send_limit_lists = st.one_of(st.lists(send_limit, max_size=3), junk)
+send_limits = st.one_of(
+    st.fixed_dictionaries({}, optional={
+        "enabled": flags, "limits": send_limit_lists,
+        "users": st.one_of(st.dictionaries(
+            st.one_of(st.sampled_from(["alice@example.test", "ALICE@Example.test",
+                                       "jorg@bücher.test", "jorg@xn--bcher-kva.test",
+                                       "ghost@example.test", "x", ""]),
+                      st.text(max_size=12), st.integers(), st.none()),
+            send_limit_lists, max_size=3), junk),
+        "limit": junk}),
+    junk,
+)
+login_throttle = st.one_of(
+    st.fixed_dictionaries({}, optional={
+        "enabled": flags, "failure_delay": durations,
+        "sessions_per_user": st.one_of(st.integers(min_value=-1, max_value=2000), junk),
+        "delay": junk}),
+    junk,
+)
+bans = st.one_of(
+    st.fixed_dictionaries({}, optional={
+        "enabled": flags, "maxretry": st.one_of(st.integers(min_value=-1, max_value=200), junk),
+        "findtime": durations, "bantime": durations,
+        "ignore": st.one_of(st.lists(networks, max_size=3), junk),
+        "action": st.one_of(st.sampled_from(["nftables", "none", "drop", ""]), junk),
+        "banaction": junk}),
+    junk,
+)
 
 PER_KEY: dict[str, st.SearchStrategy[Any]] = {
     "mail_backend": st.one_of(st.sampled_from([*BACKENDS, "exim", "Dovecot", ""]), junk),
@@ -162,6 +227,11 @@ PER_KEY: dict[str, st.SearchStrategy[Any]] = {
     "mail_public_ipv4": addresses,
     "mail_public_ipv6": addresses,
     "mail_dns": dns_settings,
+    "mail_postscreen": postscreen,
+    "mail_limits": limits,
+    "mail_send_limits": send_limits,
+    "mail_login_throttle": login_throttle,
+    "mail_bans": bans,
     "mail_platform": st.one_of(st.sampled_from(["debian", "redhat", "suse", "arch"]), junk),
     "mail_postfix_overrides": overrides,
     "mail_dovecot_overrides": overrides,
@@ -189,6 +259,9 @@ VALID: dict[str, Any] = {
                    {"address": "jorg@bücher.test", "password_hash": "$6$abc$def"}],
     "mail_aliases": [{"address": "postmaster@example.test", "to": "alice@example.test"},
                      {"address": "@bücher.test", "to": ["jorg@xn--bcher-kva.test"]}],
+    "mail_postscreen": {"dnsbl_sites": ["zen.spamhaus.org*3", "bl.example.test=127.0.0.[2..4]"]},
+    "mail_send_limits": {"users": {"Jorg@bücher.test": [{"count": 5, "per": "1h"}]}},
+    "mail_bans": {"ignore": ["192.0.2.0/24", "2001:db8::/32"]},
 }
 one_change = st.sampled_from(sorted(PER_KEY)).flatmap(
     lambda key: PER_KEY[key].map(lambda value: {key: value}))

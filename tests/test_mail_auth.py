@@ -221,7 +221,7 @@ def test_invalid_selector_is_one_line_naming_file_host_and_field(make_inventory,
 def test_allinone_signs_every_domain_and_judges_inbound_mail():
     host = host_of([], mail_dkim=SELECTORS)
     assert [c.name for c in render.host_components(host)] == [
-        "postfix", "dovecot", "opendkim", "opendmarc"]
+        "ratelimit", "postfix", "dovecot", "opendkim", "opendmarc", "fail2ban"]
     files = files_of(host)
     opendkim = conf(files["/etc/opendkim.conf"])
     assert opendkim["Mode"] == "sv"
@@ -252,12 +252,14 @@ def test_allinone_signs_every_domain_and_judges_inbound_mail():
     for service in ("submission", "submissions"):  # signed, never judged by OpenDMARC
         assert [o for o in master[service] if o.startswith("smtpd_milters=")] == [
             f"smtpd_milters={DKIM_SOCK}"], service
-    assert master["smtp"] == []  # port 25 takes main.cf's milters
+    # port 25 is postscreen's; the smtpd it hands clients to takes main.cf's milters
+    assert master["smtp"] == [] and master["smtpd"] == []
 
 
 def test_mx_verifies_and_judges_but_never_signs():
     mx, _, topology = multihost()
-    assert [c.name for c in render.host_components(mx)] == ["postfix", "opendkim", "opendmarc"]
+    assert [c.name for c in render.host_components(mx)] == [
+        "postfix", "opendkim", "opendmarc", "fail2ban"]
     files = files_of(mx, topology)
     opendkim = conf(files["/etc/opendkim.conf"])
     assert opendkim["Mode"] == "v"
@@ -277,7 +279,8 @@ def test_mx_verifies_and_judges_but_never_signs():
 
 def test_mailstore_signs_and_does_not_judge():
     _, store, topology = multihost(mail_dkim=SELECTORS)
-    assert [c.name for c in render.host_components(store)] == ["postfix", "dovecot", "opendkim"]
+    assert [c.name for c in render.host_components(store)] == [
+        "ratelimit", "postfix", "dovecot", "opendkim", "fail2ban"]
     files = files_of(store, topology)
     opendkim = conf(files["/etc/opendkim.conf"])
     assert opendkim["Mode"] == "s"
@@ -297,7 +300,8 @@ def test_mailstore_signs_and_does_not_judge():
 
 def test_mailstore_with_dkim_off_runs_no_milter():
     _, store, topology = multihost(mail_dkim={"mode": "off"})
-    assert [c.name for c in render.host_components(store)] == ["postfix", "dovecot"]
+    assert [c.name for c in render.host_components(store)] == [
+        "ratelimit", "postfix", "dovecot", "fail2ban"]
     files = files_of(store, topology)
     assert not [p for p in files if "opendkim" in p or "opendmarc" in p]
     assert "milter" not in files["/etc/postfix/main.cf"]

@@ -5,6 +5,7 @@ rendered, validated offline and planned for the roles with no other change."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -68,15 +69,67 @@ def test_components_per_kind_and_platform():
     def names(host):
         return [c.name for c in render.host_components(host)]
 
-    assert names(_host()) == ["postfix", "dovecot", "opendkim", "opendmarc"]
-    assert names(_host(mail_backend="cyrus")) == ["postfix", "cyrus", "opendkim", "opendmarc"]
+    assert names(_host()) == ["ratelimit", "postfix", "dovecot", "opendkim", "opendmarc",
+                              "fail2ban"]
+    assert names(_host(mail_backend="cyrus")) == [
+        "ratelimit", "postfix", "cyrus", "opendkim", "opendmarc", "fail2ban"]
+    # an mx has no users to rate-limit, even when the stores' group_vars turn limits on
     assert names(_host(["mx"], mail_domains=None, mail_users=None)) == [
-        "postfix", "opendkim", "opendmarc"]
+        "postfix", "opendkim", "opendmarc", "fail2ban"]
+    assert names(_host(["mx"], mail_domains=None, mail_users=None,
+                       mail_send_limits={"enabled": True})) == [
+        "postfix", "opendkim", "opendmarc", "fail2ban"]
     # a mailstore signs but does not judge inbound mail; with DKIM off it runs no milter
-    assert names(_host(["mailstore"])) == ["postfix", "dovecot", "opendkim"]
-    assert names(_host(["mailstore"], mail_dkim={"mode": "off"})) == ["postfix", "dovecot"]
+    assert names(_host(["mailstore"])) == [
+        "ratelimit", "postfix", "dovecot", "opendkim", "fail2ban"]
+    assert names(_host(["mailstore"], mail_dkim={"mode": "off"})) == [
+        "ratelimit", "postfix", "dovecot", "fail2ban"]
     assert names(_host(mail_dkim={"mode": "off"})) == [
-        "postfix", "dovecot", "opendkim", "opendmarc"]  # an all-in-one host still verifies
+        "ratelimit", "postfix", "dovecot", "opendkim", "opendmarc",
+        "fail2ban"]  # an all-in-one host still verifies
+    # policyd-rate-limit is packaged for Debian only: off by default elsewhere
+    for platform in ("redhat", "suse"):
+        assert names(_host(mail_platform=platform)) == [
+            "postfix", "dovecot", "opendkim", "opendmarc", "fail2ban"], platform
+    # each defence can be turned off on its own
+    assert "ratelimit" not in names(_host(mail_send_limits={"enabled": False}))
+    assert "fail2ban" not in names(_host(mail_bans={"enabled": False}))
+    assert "fail2ban" not in names(_host(["mx"], mail_domains=None, mail_users=None,
+                                         mail_bans={"enabled": False}))
+    # fail2ban reads the systemd journal: a host without it (SysV, facts at deploy) runs none
+    assert "fail2ban" not in names(replace(_host(), journal=False))
+    assert "ratelimit" in names(replace(_host(), journal=False))
+
+    debian = {c.name: c for c in render.host_components(_host())}
+    ratelimit = debian["ratelimit"]
+    assert ratelimit.packages == ("policyd-rate-limit",)
+    assert (ratelimit.service, ratelimit.action) == ("policyd-rate-limit", "restarted")
+    assert ratelimit.after_store is False  # Postfix asks it: it is up before Postfix
+    assert ratelimit.socket == "/var/spool/postfix/ratelimit/policy"
+    assert ratelimit.mta_groups == ("policyd-rate-limit",)  # Postfix reaches its socket
+    assert [(f["dest"], f["group"], f["mode"]) for f in ratelimit.files] == [
+        ("/etc/policyd-rate-limit.yaml", "policyd-rate-limit", "0640")]
+    fail2ban = debian["fail2ban"]
+    assert fail2ban.after_store is True  # it follows the logs of the services above
+    assert (fail2ban.service, fail2ban.action) == ("fail2ban", "reloaded")
+    assert fail2ban.packages == ("fail2ban", "python3-systemd", "nftables")
+    assert [f["dest"] for f in fail2ban.files] == [
+        "/etc/fail2ban/jail.d/mailctl.local", "/etc/fail2ban/filter.d/mailctl-postscreen.conf"]
+    fail2ban_packages = {"redhat": ("fail2ban-server", "fail2ban-systemd", "nftables"),
+                         "suse": ("fail2ban", "python3-systemd", "nftables")}
+    for platform, packages in fail2ban_packages.items():
+        picked = {c.name: c for c in render.host_components(_host(mail_platform=platform))}
+        assert picked["fail2ban"].packages == packages, platform
+
+    # the postscreen filter only where postscreen runs (hosts that receive from the internet)
+    def fail2ban_files(host):
+        return [f["dest"].rsplit("/", 1)[1] for c in render.host_components(host)
+                if c.name == "fail2ban" for f in c.files]
+
+    assert fail2ban_files(_host(["mx"], mail_domains=None, mail_users=None)) == [
+        "mailctl.local", "mailctl-postscreen.conf"]
+    assert fail2ban_files(_host(["mailstore"])) == ["mailctl.local"]
+    assert fail2ban_files(_host(mail_postscreen={"enabled": False})) == ["mailctl.local"]
     cyrus_suse = {c.name: c for c in render.host_components(
         _host(mail_backend="cyrus", mail_platform="suse"))}
     assert cyrus_suse["cyrus"].service == "cyrus"
@@ -148,9 +201,10 @@ def test_a_fourth_component_is_one_entry_and_a_template(with_motd, tmp_path):
     summary = ansible_bridge.host_summary({"name": "h1", "groups": [],
                                            "os_family": "RedHat", "variables": HOST_VARS})
     planned = {c["name"]: c for c in summary["components"]}
-    # registry order, the store first and Postfix (after_store) last
+    # registry order, the store first and Postfix and fail2ban (after_store) last; no
+    # policyd-rate-limit on RedHat
     assert [c["name"] for c in summary["components"]] == [
-        "dovecot", "opendkim", "opendmarc", "motd", "postfix"]
+        "dovecot", "opendkim", "opendmarc", "motd", "postfix", "fail2ban"]
     assert planned["motd"]["service"] == "motd"
     assert planned["motd"]["action"] == "restarted"
     assert planned["motd"]["validators"][0]["argv"][-1] == "/etc/mailctl/motd"

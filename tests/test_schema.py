@@ -5,9 +5,11 @@ generated from cli/mailctl/schema.py, and this fails when either drifts from it 
 from __future__ import annotations
 
 import yaml
+from conftest import BASE_ALL, BASE_HOST, HOST
 
 from mailctl import schema
-from mailctl.validate import DEFAULTS
+from mailctl.model import Bans, Limits, LoginThrottle, Postscreen, SendLimits
+from mailctl.validate import DEFAULTS, check_host
 
 
 def test_argument_specs_are_generated_from_the_schema():
@@ -40,3 +42,15 @@ def test_the_specs_describe_every_setting_with_its_default():
     assert options["mail_mynetworks"]["default"] == ["127.0.0.0/8", "[::1]/128"]
     assert "default" not in options["mail_platform"]  # a deploy reads the host's facts
     assert all(o["description"] for o in options.values())
+
+
+def test_the_abuse_defaults_of_the_schema_are_the_models():
+    """The schema shows a few keys of each abuse setting: validated, they are the model's
+    defaults (the README cannot promise other values than the hosts get)."""
+    variables = {**BASE_HOST, **BASE_ALL, **{k: DEFAULTS[k] for k in (
+        "mail_postscreen", "mail_limits", "mail_send_limits", "mail_login_throttle",
+        "mail_bans")}}
+    host, findings = check_host(HOST, variables, [])
+    assert findings == []
+    assert (host.postscreen, host.limits, host.send_limits, host.login_throttle, host.bans) == (
+        Postscreen(), Limits(), SendLimits(), LoginThrottle(), Bans())

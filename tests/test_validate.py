@@ -413,6 +413,19 @@ CASES = [
          host={"mail_dkim": {"selector": "_"}, "mail_dmarc": {"policy": "p"},
                "mail_dns": {"ttl": 0}},
          all={"mail_public_ipv4": "::2"}),
+    # --- abuse settings (every case: tests/test_abuse_settings.py)
+    Case("bans-bad-action", [("host", "mail_bans.action",
+                              "'drop' is not a ban action (choose nftables, none)")],
+         host={"mail_bans": {"action": "drop"}}),
+    Case("send-limits-user-elsewhere", [("all", 'mail_send_limits.users["carol@example.test"]',
+                                         "'carol@example.test' is not one of this host's "
+                                         "mail_users")],
+         all={"mail_send_limits": {"users": {"carol@example.test": [{"count": 5,
+                                                                      "per": "1h"}]}}}),
+    Case("send-limits-off-platform", [("all", "mail_send_limits.enabled",
+                                       "packaged for Debian only; set mail_send_limits: "
+                                       "{enabled: false} on suse hosts")],
+         host={"mail_platform": "suse"}, all={"mail_send_limits": {"enabled": True}}),
     # --- topology
     Case("mx-and-mailstore", [("hosts", "groups",
                                "a host cannot be in both 'mx' and 'mailstore'")],

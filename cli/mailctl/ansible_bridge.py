@@ -56,7 +56,8 @@ def _validated_host(data: dict[str, Any]):
                                     for f in findings))
     # the release the host reports selects the profile's per-release values
     return replace(host, release=data.get("os_release") or None,
-                   resolvers=tuple(data.get("resolvers") or ()))
+                   resolvers=tuple(data.get("resolvers") or ()),
+                   journal=data.get("service_manager", "systemd") == "systemd")
 
 
 def _topology(data: dict[str, Any]) -> Topology:
@@ -66,7 +67,8 @@ def _topology(data: dict[str, Any]) -> Topology:
         routes=tuple(Route(r["domain"], r["store"], r["store_name"])
                      for r in planned.get("routes", [])),
         recipients=tuple(planned.get("recipients", [])),
-        edges=tuple(planned.get("edges", [])))
+        edges=tuple(planned.get("edges", [])),
+        peers=tuple(planned.get("peers", [])))
 
 
 def plan_topology(hostvars: Any, groups: dict[str, list[str]],
@@ -82,14 +84,15 @@ def plan_topology(hostvars: Any, groups: dict[str, list[str]],
         if host:
             hosts.append(host)
     if not hosts:
-        return {"routes": [], "recipients": [], "edges": []}
+        return {"routes": [], "recipients": [], "edges": [], "peers": []}
     topology, problems = plan(hosts)
     lines += [f"{p.host}: {p.field}: {p.message}" for p in problems]
     if lines:
         raise BridgeError("\n".join(lines))
     return {"routes": [{"domain": r.domain, "store": r.store, "store_name": r.store_name}
                        for r in topology.routes],
-            "recipients": list(topology.recipients), "edges": list(topology.edges)}
+            "recipients": list(topology.recipients), "edges": list(topology.edges),
+            "peers": list(topology.peers)}
 
 
 def host_files(data: dict[str, Any]) -> list[dict[str, Any]]:

@@ -236,6 +236,40 @@ def certs_cmd(ctx, inv: Inventory, limit, backend, as_json: bool, verbose: bool)
                            + ", ".join(failed))
 
 
+@main.command("bans")
+@inventory_options
+@click.option("--unban", "unban", metavar="IP", default=None,
+              help="Lift this address's bans in every jail of the selected hosts first.")
+@json_option
+@verbose_option
+@click.pass_context
+def bans_cmd(ctx, inv: Inventory, limit, backend, unban: str | None, as_json: bool,
+             verbose: bool) -> None:
+    """List fail2ban's current bans on each host: jail, address and when the ban ends (hosts
+    with mail_bans off are listed, not contacted); with --unban, lift one address everywhere
+    first. Exit 1 if a host cannot be read or fail2ban does not run there."""
+    from . import bans, runner
+
+    address = bans.unban_address(unban) if unban is not None else None
+    hosts = inv.mail_hosts(limit, backend)
+    vault = ctx.params.get("vault_password_file")
+    rows = bans.collect(
+        {h.name: h.bans.enabled for h in hosts},
+        lambda commands: runner.run_commands(inv.source, commands, verbose=verbose,
+                                             vault_password_file=str(vault) if vault else None),
+        address)
+    if as_json:
+        click.echo(bans.to_json(rows, address), nl=False)
+    else:
+        if address is not None:
+            click.echo(bans.unban_lines(rows, address), nl=False)
+        click.echo(bans.table(rows), nl=False)
+    failed = [r.host for r in rows if not r.ok]
+    if failed:
+        raise MailctlError(f"cannot read the bans on {len(failed)} host(s): "
+                           + ", ".join(failed))
+
+
 @main.command("dns")
 @inventory_options
 @click.option("--domain", default=None, help="Only this domain (and the host records it uses).")

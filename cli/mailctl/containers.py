@@ -18,8 +18,10 @@ BASE_IMAGE = "mailctl-base:bookworm-amd64"
 # a first deploy installs without downloading (the sandbox and the bench use it).
 MAIL_IMAGE = "mailctl-base:bookworm-amd64-mail"
 
-# systemd as PID 1 in a container (--privileged is refused on these machines).
-SYSTEMD_OPTIONS = ["--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
+# systemd as PID 1 in a container (--privileged is refused on these machines); NET_ADMIN
+# lets fail2ban ban addresses with nftables (in the container's own network namespace).
+SYSTEMD_OPTIONS = ["--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
+                   "--security-opt", "seccomp=unconfined",
                    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns=host",
                    "--tmpfs", "/run", "--tmpfs", "/run/lock"]
 

@@ -19,6 +19,7 @@ ACME_PRESETS = {
 DKIM_MODES = ("generate", "files", "off")
 DMARC_POLICIES = ("none", "quarantine", "reject")
 MTA_STS_MODES = ("testing", "enforce", "none")
+BAN_ACTIONS = ("nftables", "none")
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,69 @@ class DnsPublish:
 
 
 @dataclass(frozen=True)
+class Postscreen:
+    """postscreen(8) on port 25 of hosts that receive from the internet (all-in-one, mx):
+    the pregreet test, and DNSBL scoring when sites are listed."""
+
+    enabled: bool = True
+    # 'domain', 'domain=filter' or either with '*weight' (postscreen_dnsbl_sites syntax)
+    dnsbl_sites: tuple[str, ...] = ()
+    dnsbl_threshold: int = 3
+    greet_wait: int = 6  # seconds a new client must stay silent before the banner
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Postfix anvil limits per client address (0: no limit), over `window` seconds."""
+
+    enabled: bool = True
+    window: int = 60
+    connections: int = 20  # at once
+    connection_rate: int = 60
+    message_rate: int = 100
+    recipient_rate: int = 500
+    auth_rate: int = 30  # AUTH commands
+
+
+@dataclass(frozen=True)
+class SendLimit:
+    count: int  # accepted recipients
+    per: int  # seconds (a sliding window)
+
+
+@dataclass(frozen=True)
+class SendLimits:
+    """What one authenticated user may send (policyd-rate-limit on submission): recipients
+    per sliding window, the same for everyone unless a user has limits of their own."""
+
+    enabled: bool = True
+    limits: tuple[SendLimit, ...] = (SendLimit(200, 3600), SendLimit(1000, 86400))
+    users: tuple[tuple[str, tuple[SendLimit, ...]], ...] = ()  # (address, limits)
+
+
+@dataclass(frozen=True)
+class LoginThrottle:
+    """Failed logins in the store: a delay per failure (Dovecot's grows, up to 15 s, from
+    this base; Cyrus pauses this long every time) and sessions per user."""
+
+    enabled: bool = True
+    failure_delay: int = 2  # seconds
+    sessions_per_user: int = 20  # Dovecot: per user and client address; Cyrus: per user
+
+
+@dataclass(frozen=True)
+class Bans:
+    """fail2ban: addresses that fail too often are banned from the mail ports."""
+
+    enabled: bool = True
+    maxretry: int = 5
+    findtime: int = 600  # seconds
+    bantime: int = 3600  # seconds
+    ignore: tuple[str, ...] = ()  # networks never banned (proxies, monitoring)
+    action: str = "nftables"  # or 'none': find and list offenders, block nothing
+
+
+@dataclass(frozen=True)
 class MailHost:
     """Everything mailctl knows about one host after validation."""
 
@@ -158,12 +222,19 @@ class MailHost:
     dkim: Dkim = Dkim()
     dmarc: Dmarc = Dmarc()
     dns: DnsPublish = DnsPublish()
+    postscreen: Postscreen = Postscreen()
+    limits: Limits = Limits()
+    send_limits: SendLimits = SendLimits()
+    login_throttle: LoginThrottle = LoginThrottle()
+    bans: Bans = Bans()
     # The distribution release a deploy found ("Debian 12"): selects the platform profile's
     # per-release values. None offline (mailctl render): the family's own values.
     release: str | None = None
     # The resolvers of the host's /etc/resolv.conf (facts at deploy; () offline): OpenDKIM's
     # resolver library does not read that file, so it is told them.
     resolvers: tuple[str, ...] = ()
+    # The host's services log to the systemd journal (facts at deploy: False on SysV hosts)
+    journal: bool = True
 
     @property
     def virtual_aliases(self) -> tuple[Alias, ...]:
@@ -194,3 +265,18 @@ class MailHost:
     @property
     def runs_opendkim(self) -> bool:
         return self.signs or self.receives_from_internet
+
+    @property
+    def screens(self) -> bool:
+        """postscreen guards port 25: hosts that receive from the internet."""
+        return self.receives_from_internet and self.postscreen.enabled
+
+    @property
+    def send_limited(self) -> bool:
+        """Authenticated submission is rate-limited per user: hosts with users."""
+        return self.kind != "mx" and self.send_limits.enabled
+
+    @property
+    def bans_offenders(self) -> bool:
+        """fail2ban runs: it reads the journal, so SysV hosts do not run it yet."""
+        return self.bans.enabled and self.journal

@@ -8,6 +8,7 @@ deploy adds: the release, and the resolvers OpenDKIM is told).
 from __future__ import annotations
 
 import hashlib
+import json
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ def _environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["sh"] = lambda value: shlex.quote(str(value))  # a word for sh
+    env.filters["to_json"] = json.dumps  # a YAML scalar that needs no quoting rules
     return env
 
 
@@ -186,6 +188,9 @@ def _context(host: MailHost, plat: dict[str, Any], topology: Topology,
         # the services that serve the certificate, and how each takes a renewed one
         "tls_services": [(c.service, c.tls_reload) for c in picked if c.tls_reload],
         "cron_schedule": cron_schedule,
+        # each component's log in the journal, as fail2ban's journalmatch
+        "journals": {c.name: " + ".join(f"_SYSTEMD_UNIT={unit}.service" for unit in c.journal)
+                     for c in picked},
     }
 
 

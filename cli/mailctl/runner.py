@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
 import shutil
 import sys
@@ -199,6 +200,82 @@ def read_files(inventory: Path, path_by_host: Mapping[str, str], *,
             lines = [x for x in result.stdout.read().splitlines() if x.strip()]
             why = " | ".join(lines[-3:])[:600] or f"Ansible run {result.status}"
             for host in path_by_host:
+                got.setdefault(host, f"no answer from Ansible ({why})")
+    except (OSError, RuntimeError) as exc:
+        raise InputError(f"cannot run Ansible: {exc}") from None
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return got
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command printed on a host, and its exit code (non-zero included)."""
+
+    rc: int
+    stdout: str
+    stderr: str
+
+
+def run_commands(inventory: Path, command_by_host: Mapping[str, str], *,
+                 vault_password_file: str | None = None,
+                 verbose: bool = False) -> dict[str, CommandResult | str]:
+    """Each host's shell command (/bin/sh), in one ad-hoc run of ansible.builtin.shell
+    (become: root-only sockets and files). Returns {host: its CommandResult whatever the exit
+    code, or why it did not run (unreachable, ...)}.
+
+    The command travels as an extra variable, so it needs no quoting for Ansible's key=value
+    parser; it must hold no Jinja2 markers ('{{', '{%', '{#'), which Ansible would expand. Its
+    output goes through Ansible's event stream: nothing secret."""
+    import ansible_runner
+
+    if not command_by_host:
+        return {}
+    for host, command in command_by_host.items():
+        if any(mark in command for mark in ("{{", "{%", "{#")):
+            raise ValueError(f"{host}: a command for Ansible holds a Jinja2 marker: {command}")
+    got: dict[str, CommandResult | str] = {}
+
+    def handler(event: dict) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        host = data.get("host")
+        if host not in command_by_host:
+            return True
+        res = data.get("res", {}) or {}
+        if kind in ("runner_on_ok", "runner_on_failed") and isinstance(res.get("rc"), int):
+            got[host] = CommandResult(res["rc"], str(res.get("stdout") or ""),
+                                      str(res.get("stderr") or ""))
+        elif kind == "runner_on_failed":
+            got[host] = _failure_message(data)
+        elif kind == "runner_on_unreachable":
+            got[host] = "unreachable: " + _failure_message(data)
+        return True
+
+    cmdline = ["--become"]
+    if vault_password_file:
+        cmdline += ["--vault-password-file", str(Path(vault_password_file).resolve())]
+    _venv_ansible_on_path()
+    private = tempfile.mkdtemp(prefix="mailctl-command-")
+    try:
+        result = ansible_runner.run(
+            private_data_dir=private,
+            module="ansible.builtin.shell",
+            # each host's own command, looked up by its inventory name; JSON arguments (a
+            # bare '{{ ... }}' would be taken for a broken JSON object)
+            module_args=json.dumps({"cmd": "{{ mailctl_commands[inventory_hostname] }}"}),
+            host_pattern=",".join(command_by_host),
+            inventory=str(Path(inventory).resolve()),
+            extravars={"mailctl_commands": dict(command_by_host)},
+            cmdline=" ".join(cmdline),
+            envvars=_envvars(verbose),
+            event_handler=handler,
+            quiet=not verbose,
+        )
+        if len(got) < len(command_by_host):
+            lines = [x for x in result.stdout.read().splitlines() if x.strip()]
+            why = " | ".join(lines[-3:])[:600] or f"Ansible run {result.status}"
+            for host in command_by_host:
                 got.setdefault(host, f"no answer from Ansible ({why})")
     except (OSError, RuntimeError) as exc:
         raise InputError(f"cannot run Ansible: {exc}") from None

@@ -15,9 +15,18 @@ from typing import Any
 import yaml
 
 from .components import PLATFORMS, stores
-from .model import Dkim, Dmarc, DnsPublish
+from .model import Bans, Dkim, Dmarc, DnsPublish, Limits, LoginThrottle, Postscreen, SendLimits
 
 REQUIRED = object()  # the default of a variable every host must set
+
+
+def span(seconds: int) -> str:
+    """A duration as an inventory would write it: 10s, 1m, 12h, 7d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,57 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("mail_dns", "dict", {"ttl": DnsPublish.ttl, "mta_sts": DnsPublish.mta_sts},
             "`{ttl, mta_sts}` for `mailctl dns`: the records' TTL and the MTA-STS policy mode "
             "(testing, enforce, none).", shown_default="ttl 3600, mta_sts testing"),
+    Setting("mail_postscreen", "dict", {"dnsbl_sites": list(Postscreen.dnsbl_sites),
+                                        "greet_wait": Postscreen.greet_wait},
+            "postscreen on port 25 of all-in-one and mx hosts: `{enabled, dnsbl_sites, "
+            "dnsbl_threshold, greet_wait}`. A client that talks within `greet_wait` (a "
+            "duration: seconds, or a number with s, m, h or d; 1s to 60s) is refused; "
+            "`dnsbl_sites` (`domain`, `domain=filter`, either with `*weight`, e.g. "
+            "`zen.spamhaus.org*3`) are looked up and a client whose weights reach "
+            "`dnsbl_threshold` (1 to 100; default 3) is refused. No sites by default (no DNSBL "
+            "lookups): list some for real use. `enabled: false` turns it off.",
+            shown_default="on, no DNSBL sites"),
+    Setting("mail_limits", "dict", {k: getattr(Limits, k) for k in (
+                "window", "connections", "connection_rate", "message_rate", "recipient_rate",
+                "auth_rate")},
+            "Postfix limits per client address: `{enabled, window, connections, "
+            "connection_rate, message_rate, recipient_rate, auth_rate}`. `connections` at "
+            "once; the rates count connections, messages, recipients and AUTH commands per "
+            "`window` (10s to 1d); each 0 to 100000, 0 for no limit. A client over one gets a "
+            "4xx. `enabled: false` turns it off.",
+            shown_default=f"{Limits.connections} at once; per {span(Limits.window)}: "
+                          f"{Limits.connection_rate} connections, {Limits.message_rate} "
+                          f"messages, {Limits.recipient_rate} recipients, {Limits.auth_rate} "
+                          "AUTH"),
+    Setting("mail_send_limits", "dict", {"limits": [{"count": limit.count, "per": limit.per}
+                                                    for limit in SendLimits.limits]},
+            "Recipients an authenticated user may send (policyd-rate-limit, Debian only): "
+            "`{enabled, limits: [{count, per}], users: {address: [{count, per}]}}`. Each "
+            "limit is `count` recipients (1 to 1000000) per sliding window `per` (10s to 30d); "
+            "`users` gives some of the host's `mail_users` their own list instead. On by "
+            "default on Debian, off elsewhere; `enabled: false` turns it off.",
+            shown_default=", ".join(f"{limit.count} per {span(limit.per)}"
+                                    for limit in SendLimits.limits) + " (Debian)"),
+    Setting("mail_login_throttle", "dict",
+            {"failure_delay": LoginThrottle.failure_delay,
+             "sessions_per_user": LoginThrottle.sessions_per_user},
+            "Logins to the store: `{enabled, failure_delay, sessions_per_user}`. "
+            "`failure_delay` (1s to 15s) is the pause after a failed login (Dovecot's grows "
+            "from it up to 15 s with repeated failures; Cyrus pauses this long every time); "
+            "`sessions_per_user` (1 to 1000) caps IMAP/POP3 sessions per user (Dovecot: per "
+            "user and client address). `enabled: false` turns it off.",
+            shown_default=f"{span(LoginThrottle.failure_delay)}, "
+                          f"{LoginThrottle.sessions_per_user} sessions"),
+    Setting("mail_bans", "dict", {k: getattr(Bans, k) for k in (
+                "maxretry", "findtime", "bantime", "action")},
+            "fail2ban: `{enabled, maxretry, findtime, bantime, ignore, action}`. An address "
+            "with `maxretry` (1 to 100) failed logins or postscreen rejections within "
+            "`findtime` (10s to 7d) is banned from the mail ports for `bantime` (10s to 365d). "
+            "`ignore` lists networks never banned (mynetworks and the other mx/mailstore hosts "
+            "never are); `action`: `nftables` blocks, `none` only finds and lists offenders "
+            "(containers without NET_ADMIN). `enabled: false` turns it off.",
+            shown_default=f"{Bans.maxretry} failures in {span(Bans.findtime)}: banned "
+                          f"{span(Bans.bantime)}"),
     Setting("mail_platform", "str", "debian",
             "Platform family for `mailctl render`; a deploy reads the host's facts (and refuses "
             "a value that contradicts them).", choices=PLATFORMS, spec_default=False),

@@ -31,6 +31,9 @@ class Topology:
     # The mx hosts' names: each judges inbound mail, and each drops Authentication-Results
     # fields a sender forged in the name of any of them
     edges: tuple[str, ...] = ()
+    # The public addresses (mail_public_ipv4/6) of every mx and mailstore host: peers that
+    # postscreen, the anvil limits and fail2ban must never hold up
+    peers: tuple[str, ...] = ()
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -95,4 +98,6 @@ def plan(hosts: list[MailHost]) -> tuple[Topology, list[TopologyProblem]]:
                 f"{host.hostname!r} is also the mail_hostname of {hostnames[host.hostname]}"))
         hostnames.setdefault(host.hostname, host.name)
     edges = tuple(sorted(h.hostname for h in hosts if h.kind == "mx"))
-    return Topology(tuple(routes), tuple(sorted(set(recipients))), edges), problems
+    peers = tuple(sorted({a for h in hosts if h.kind != "allinone"
+                          for a in (h.dns.ipv4, h.dns.ipv6) if a}))
+    return Topology(tuple(routes), tuple(sorted(set(recipients))), edges, peers), problems

@@ -19,6 +19,7 @@ from .model import (
     ACME_CHALLENGES,
     ACME_PRESETS,
     BACKENDS,
+    BAN_ACTIONS,
     DKIM_MODES,
     DMARC_POLICIES,
     MTA_STS_MODES,
@@ -26,10 +27,16 @@ from .model import (
     TLS_MODES,
     TOPOLOGY_GROUPS,
     Alias,
+    Bans,
     Dkim,
     Dmarc,
     DnsPublish,
+    Limits,
+    LoginThrottle,
     MailHost,
+    Postscreen,
+    SendLimit,
+    SendLimits,
     Tls,
     User,
 )
@@ -42,7 +49,7 @@ from .names import (
     parse_relayhost,
     parse_size,
 )
-from .schema import DEFAULTS  # every variable mailctl reads (None: required)
+from .schema import DEFAULTS, span  # every variable mailctl reads (None: required)
 
 # On an mx host these come from the 'mailstore' hosts (see topology.py), never from its own vars.
 MX_DERIVED = ("mail_domains", "mail_users", "mail_aliases")
@@ -53,14 +60,30 @@ TLS_KEYS = ("mode", "cert", "key", "ca", "directory", "contact", "names", "chall
 TLS_KEYS_OF_MODE = {"selfsigned": ("mode", "min_days_left"),
                     "files": ("mode", "cert", "key", "ca", "min_days_left"),
                     "acme": ("mode", "ca", *TLS_KEYS[4:])}
-# a duration: seconds, or a number with s, m (minutes), h or d
-_DURATION = re.compile(r"^([1-9][0-9]*)\s*(s|m|min|h|d)?$")
+# a duration: seconds, or a number with s, m (minutes), h or d (at most 10 digits: int() of
+# thousands of digits raises)
+_DURATION = re.compile(r"^([1-9][0-9]{0,9})\s*(s|m|min|h|d)?$")
 _DURATION_UNITS = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 DKIM_KEYS = ("mode", "selector", "selectors", "publish", "key_file")
 DMARC_KEYS = ("reject", "policy", "report_to")
 DNS_KEYS = ("ttl", "mta_sts")
 # A DKIM selector is one DNS label (RFC 6376 allows dotted ones; mailctl keeps them simple).
 _SELECTOR = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+POSTSCREEN_KEYS = ("enabled", "dnsbl_sites", "dnsbl_threshold", "greet_wait")
+LIMITS_KEYS = ("enabled", "window", "connections", "connection_rate", "message_rate",
+               "recipient_rate", "auth_rate")
+SEND_LIMITS_KEYS = ("enabled", "limits", "users")
+SEND_LIMIT_KEYS = ("count", "per")
+LOGIN_THROTTLE_KEYS = ("enabled", "failure_delay", "sessions_per_user")
+BANS_KEYS = ("enabled", "maxretry", "findtime", "bantime", "ignore", "action")
+DAY = 86400
+# postscreen_dnsbl_sites: domain[=filter][*weight]; each octet of a filter is a number or a
+# bracketed list of numbers and ranges: 127.0.0.2, 127.0.0.[2..11], 127.0.0.[2;4]
+_OCTET = r"(?:[0-9]{1,3}|\[[0-9]{1,3}(?:\.\.[0-9]{1,3})?(?:;[0-9]{1,3}(?:\.\.[0-9]{1,3})?)*\])"
+_DNSBL_SITE = re.compile(rf"(?P<domain>[^\s=*,;\[\]]+)(?:=(?P<filter>{_OCTET}(?:\.{_OCTET}){{3}}))?"
+                         r"(?:\*(?P<weight>-?[0-9]{1,3}))?")
+_DNSBL_FORM = ("domain, domain=filter or either with *weight, e.g. zen.spamhaus.org*2 or "
+               "bl.example.test=127.0.0.[2..11]*3")
 
 # Dovecot password schemes mailctl accepts from the inventory: slow, salted ones only.
 _STRONG_SCHEMES = ("SHA512-CRYPT", "SHA256-CRYPT", "BLF-CRYPT", "ARGON2I", "ARGON2ID", "CRYPT")
@@ -146,6 +169,11 @@ def check_host(name: str, variables: Mapping[str, Any], groups: list[str],
     dkim = _dkim(v["mail_dkim"], out)
     dmarc = _dmarc(v["mail_dmarc"], out)
     dns = _dns(v["mail_dns"], v["mail_public_ipv4"], v["mail_public_ipv6"], out)
+    postscreen = _postscreen(v["mail_postscreen"], out)
+    limits = _limits(v["mail_limits"], out)
+    send_limits = _send_limits(v["mail_send_limits"], users, kind, platform, out)
+    login_throttle = _login_throttle(v["mail_login_throttle"], out)
+    bans = _bans(v["mail_bans"], out)
 
     if out.findings:
         return None, out.findings
@@ -156,7 +184,8 @@ def check_host(name: str, variables: Mapping[str, Any], groups: list[str],
         postfix_overrides=overrides["mail_postfix_overrides"],
         dovecot_overrides=overrides["mail_dovecot_overrides"],
         cyrus_overrides=overrides["mail_cyrus_overrides"],
-        dkim=dkim, dmarc=dmarc, dns=dns,
+        dkim=dkim, dmarc=dmarc, dns=dns, postscreen=postscreen, limits=limits,
+        send_limits=send_limits, login_throttle=login_throttle, bans=bans,
     ), []
 
 
@@ -494,8 +523,8 @@ def _acme(value: Mapping, hostname: str | None, domains: list[str], min_days: in
                 "program that publishes _acme-challenge TXT records: see the README)")
     if challenge == "http-01" and value.get("dns_hook"):
         out.add("mail_tls", "mail_tls.dns_hook", "is only used with challenge 'dns-01'")
-    renew_check = _duration(value.get("renew_check", Tls.renew_check), "mail_tls.renew_check",
-                            out)
+    renew_check = _duration(value.get("renew_check", Tls.renew_check), 5, 7 * DAY,
+                            "mail_tls.renew_check", out, fallback=Tls.renew_check)
     return Tls("acme", ca_src=value.get("ca"), directory=directory or "", contact=contact,
                names=tuple(names), challenge=challenge, dns_hook=value.get("dns_hook"),
                directory_ca=value.get("directory_ca"), renew_check=renew_check,
@@ -515,15 +544,29 @@ def _count(value: Any, low: int, high: int, field: str, out: _Collector) -> int:
     return low
 
 
-def _duration(value: Any, field: str, out: _Collector) -> int:
-    """Seconds, from an integer or a string such as '12h', '30m', '10s' (5 s to 7 days)."""
-    match = _DURATION.fullmatch(str(value).strip()) if not isinstance(value, bool) else None
-    seconds = int(match[1]) * _DURATION_UNITS[match[2]] if match else 0
-    if not 5 <= seconds <= 7 * 86400:
-        out.add(field.split(".", 1)[0], field, f"{value!r} is not a duration from 5s to 7d "
-                                               "(seconds, or a number with s, m, h or d)")
-        return Tls.renew_check
+def _duration(value: Any, low: int, high: int, field: str, out: _Collector,
+              fallback: int = 0) -> int:
+    """Seconds within [low, high], from an integer or a string such as '12h', '30m', '10s';
+    a finding (and fallback) otherwise."""
+    seconds = 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and (match := _DURATION.fullmatch(value.strip())):
+        seconds = int(match[1]) * _DURATION_UNITS[match[2]]
+    if not low <= seconds <= high:
+        out.add(field.split(".", 1)[0], field,
+                f"{value!r} is not a duration from {span(low)} to {span(high)} (seconds, or a "
+                "number with s, m, h or d)")
+        return fallback
     return seconds
+
+
+def _enabled(value: Mapping, key: str, out: _Collector, default: bool = True) -> bool:
+    enabled = value.get("enabled", default)
+    if not isinstance(enabled, bool):
+        out.add(key, f"{key}.enabled", f"{enabled!r} is not true or false")
+        return default
+    return enabled
 
 
 def _settings_map(key: str, value: Any, known: tuple[str, ...], out: _Collector) -> Mapping:
@@ -647,6 +690,166 @@ def _dns(value: Any, ipv4: Any, ipv6: Any, out: _Collector) -> DnsPublish:
             out.add(key, key, f"{raw!r}: {exc}")
             addresses.append("")
     return DnsPublish(addresses[0], addresses[1], ttl, mta_sts)
+
+
+def _postscreen(value: Any, out: _Collector) -> Postscreen:
+    value = _settings_map("mail_postscreen", value, POSTSCREEN_KEYS, out)
+    enabled = _enabled(value, "mail_postscreen", out)
+    sites = []
+    for i, item in enumerate(_as_list(value.get("dnsbl_sites", []), "mail_postscreen",
+                                      "mail_postscreen.dnsbl_sites", out)):
+        site = _dnsbl_site(item, f"mail_postscreen.dnsbl_sites[{i}]", out)
+        if site:
+            sites.append(site)
+    threshold = _count(value.get("dnsbl_threshold", Postscreen.dnsbl_threshold), 1, 100,
+                       "mail_postscreen.dnsbl_threshold", out)
+    greet_wait = _duration(value.get("greet_wait", Postscreen.greet_wait), 1, 60,
+                           "mail_postscreen.greet_wait", out)
+    return Postscreen(enabled, tuple(sites), threshold, greet_wait)
+
+
+def _dnsbl_site(item: Any, field: str, out: _Collector) -> str | None:
+    """One postscreen_dnsbl_sites entry, its domain in A-label form; None (and a finding) when
+    it is not one."""
+    match = _DNSBL_SITE.fullmatch(item) if isinstance(item, str) else None
+    if not match:
+        hint = " (one site per entry)" if isinstance(item, str) and "," in item else ""
+        out.add("mail_postscreen", field, f"{item!r} is not a DNSBL site{hint}: use "
+                                          f"{_DNSBL_FORM}")
+        return None
+    domain, filter_, weight = match["domain"], match["filter"], match["weight"]
+    try:
+        domain = normalize_domain(domain)
+    except NameSyntaxError:
+        out.add("mail_postscreen", field, f"{item!r}: {domain!r} is not a valid domain name")
+        return None
+    if filter_ and any(int(n) > 255 for n in re.findall(r"[0-9]+", filter_)):
+        out.add("mail_postscreen", field, f"{item!r}: the filter's numbers are address "
+                                          "octets, from 0 to 255")
+        return None
+    if weight and not -100 <= int(weight) <= 100:
+        out.add("mail_postscreen", field, f"{item!r}: the weight must be from -100 to 100")
+        return None
+    return domain + (f"={filter_}" if filter_ else "") + (f"*{int(weight)}" if weight else "")
+
+
+def _limits(value: Any, out: _Collector) -> Limits:
+    value = _settings_map("mail_limits", value, LIMITS_KEYS, out)
+    enabled = _enabled(value, "mail_limits", out)
+    window = _duration(value.get("window", Limits.window), 10, DAY, "mail_limits.window", out)
+    counts = {key: _count(value.get(key, getattr(Limits, key)), 0, 100000, f"mail_limits.{key}",
+                          out) for key in LIMITS_KEYS[2:]}
+    return Limits(enabled, window, **counts)
+
+
+def _send_limits(value: Any, users: list[User], kind: str, platform: str,
+                 out: _Collector) -> SendLimits:
+    value = _settings_map("mail_send_limits", value, SEND_LIMITS_KEYS, out)
+    # policyd-rate-limit is packaged for Debian only: off elsewhere unless asked for
+    enabled = _enabled(value, "mail_send_limits", out, default=platform == "debian")
+    if enabled and kind != "mx" and platform in PLATFORMS and platform != "debian":
+        out.add("mail_send_limits", "mail_send_limits.enabled",
+                "policyd-rate-limit is packaged for Debian only; set mail_send_limits: "
+                f"{{enabled: false}} on {platform} hosts")
+    if "limits" in value:
+        limits = _send_limit_list(value["limits"], "mail_send_limits.limits", out)
+        if enabled and not limits and not _has_findings(out, "mail_send_limits.limits"):
+            out.add("mail_send_limits", "mail_send_limits.limits",
+                    "lists no limit; turn sending limits off with enabled: false")
+    else:
+        limits = SendLimits.limits
+    per_user = []
+    raw = value.get("users") or {}
+    if not isinstance(raw, Mapping):
+        out.add("mail_send_limits", "mail_send_limits.users",
+                "must be a mapping of user address to limits, e.g. {alice@example.test: "
+                "[{count: 50, per: 1h}]}")
+        raw = {}
+    # an mx host has no users: it ignores theirs (group_vars may hold the stores' settings);
+    # a user mail_users already reports is not reported again here
+    check_users = kind != "mx" and not any(f.variable == "mail_users" for f in out.findings)
+    known, seen = {u.address for u in users}, set()
+    for key, item in raw.items():
+        field = f'mail_send_limits.users["{key}"]'
+        try:
+            address = normalize_address(key)
+        except NameSyntaxError as exc:
+            out.add("mail_send_limits", field, str(exc))
+            continue
+        own = _send_limit_list(item, field, out)
+        if address in seen:
+            out.add("mail_send_limits", field, f"{address!r} is listed twice")
+        elif check_users and address not in known:
+            out.add("mail_send_limits", field, f"{address!r} is not one of this host's "
+                                               "mail_users")
+        elif not own and not _has_findings(out, field):
+            out.add("mail_send_limits", field, "lists no limit (leave the user out to apply "
+                                               "mail_send_limits.limits)")
+        else:
+            per_user.append((address, own))
+        seen.add(address)
+    return SendLimits(enabled, limits, tuple(sorted(per_user, key=lambda u: u[0])))
+
+
+def _send_limit_list(value: Any, field: str, out: _Collector) -> tuple[SendLimit, ...]:
+    limits: list[SendLimit] = []
+    for i, item in enumerate(_as_list(value, "mail_send_limits", field, out)):
+        here = f"{field}[{i}]"
+        if not isinstance(item, Mapping):
+            out.add("mail_send_limits", here, "must be a mapping such as {count: 200, per: 1h}")
+            continue
+        for extra in sorted(str(k) for k in item if k not in SEND_LIMIT_KEYS):
+            out.add("mail_send_limits", f"{here}.{extra}", "unknown setting (use count, per)")
+        missing = [k for k in SEND_LIMIT_KEYS if k not in item]
+        for key in missing:
+            out.add("mail_send_limits", f"{here}.{key}", "is required (e.g. {count: 200, "
+                                                         "per: 1h})")
+        if missing:
+            continue
+        count = _count(item["count"], 1, 1000000, f"{here}.count", out)
+        per = _duration(item["per"], 10, 30 * DAY, f"{here}.per", out)
+        if per and per in (limit.per for limit in limits):
+            out.add("mail_send_limits", f"{here}.per", f"{item['per']!r}: another limit of "
+                    f"this list is per {span(per)} too; give each window one count")
+        elif per:
+            limits.append(SendLimit(count, per))
+    return tuple(limits)
+
+
+def _has_findings(out: _Collector, field: str) -> bool:
+    return any(f.field.startswith(field) for f in out.findings)
+
+
+def _login_throttle(value: Any, out: _Collector) -> LoginThrottle:
+    value = _settings_map("mail_login_throttle", value, LOGIN_THROTTLE_KEYS, out)
+    enabled = _enabled(value, "mail_login_throttle", out)
+    # Dovecot's delay grows from this base up to 15 s: a larger base would not grow
+    delay = _duration(value.get("failure_delay", LoginThrottle.failure_delay), 1, 15,
+                      "mail_login_throttle.failure_delay", out)
+    sessions = _count(value.get("sessions_per_user", LoginThrottle.sessions_per_user), 1, 1000,
+                      "mail_login_throttle.sessions_per_user", out)
+    return LoginThrottle(enabled, delay, sessions)
+
+
+def _bans(value: Any, out: _Collector) -> Bans:
+    value = _settings_map("mail_bans", value, BANS_KEYS, out)
+    enabled = _enabled(value, "mail_bans", out)
+    maxretry = _count(value.get("maxretry", Bans.maxretry), 1, 100, "mail_bans.maxretry", out)
+    findtime = _duration(value.get("findtime", Bans.findtime), 10, 7 * DAY,
+                         "mail_bans.findtime", out)
+    bantime = _duration(value.get("bantime", Bans.bantime), 10, 365 * DAY, "mail_bans.bantime",
+                        out)
+    ignore = []
+    for i, item in enumerate(_as_list(value.get("ignore", []), "mail_bans", "mail_bans.ignore",
+                                      out)):
+        try:
+            # fail2ban's ignoreip takes IPv6 networks without Postfix's brackets
+            ignore.append(parse_network(item).replace("[", "").replace("]", ""))
+        except NameSyntaxError as exc:
+            out.add("mail_bans", f"mail_bans.ignore[{i}]", str(exc))
+    action = _choice(value.get("action", Bans.action), BAN_ACTIONS, Bans.action,
+                     "mail_bans.action", "a ban action", out)
+    return Bans(enabled, maxretry, findtime, bantime, tuple(ignore), action)
 
 
 def _overrides(key: str, value: Any, out: _Collector) -> dict:
