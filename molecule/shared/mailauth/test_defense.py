@@ -199,10 +199,14 @@ def test_failed_imap_logins_slow_down_then_the_address_is_banned(sources):
         delays.append(took)
     _wait_banned(143, attacker)
     delay = _host().login_throttle.failure_delay
-    assert len(delays) >= 2 and min(delays) >= delay - 0.5, (
-        f"failed logins were not held back {delay} s each: {delays}")
-    if _host().backend == "dovecot":  # Dovecot's penalty grows per failure; Cyrus's is fixed
-        assert delays[-1] > delays[0] + 1, f"the delay did not grow: {delays}"
+    assert len(delays) >= 2, f"banned before a second failure was timed: {delays}"
+    if _host().backend == "dovecot":
+        # Dovecot answers failures on a timer of failure_delay (so the first waits up to
+        # that), and its penalty per address grows with each failure
+        assert delays[-1] > delays[0] + 1 and delays[-1] >= delay, (
+            f"failed logins did not get slower: {delays}")
+    else:  # Cyrus pauses failedloginpause after every failure
+        assert min(delays) >= delay - 0.2, f"failed logins were not held {delay} s: {delays}"
     assert fast < delay, f"a good login took {fast:.1f} s"
     for port in (25, 587, 993, 110):  # banned from every mail port
         assert _banned(port, attacker), f"{attacker} still reaches port {port}"
