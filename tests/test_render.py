@@ -3,6 +3,7 @@ and Ansible's variable precedence as seen in the rendered main.cf."""
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ from mailctl.inventory import Inventory
 from mailctl.passwords import derived_salt, dovecot_hash, sha512_crypt
 from mailctl.platforms import profile
 from mailctl.render import render_host
+from mailctl.topology import Topology
 from mailctl.validate import check_host
 
 GOLDEN_INVENTORY = DATA / "golden-inventory"
@@ -89,11 +91,18 @@ def test_golden_trees_have_the_expected_files():
                  "etc/opendmarc/ignore_hosts", "etc/postfix/header_checks"}
     opendkim_conf = {"debian": "etc/opendkim.conf", "redhat": "etc/opendkim.conf",
                      "suse": "etc/opendkim/opendkim.conf"}
+    # abuse defences: the peers postscreen and the anvil limits let through, fail2ban's jails
+    # and its postscreen filter (an all-in-one host screens port 25); the sending limits
+    # (policyd-rate-limit) on Debian only, where it is packaged
+    defences = {"etc/postfix/peers.cidr", "etc/fail2ban/jail.d/mailctl.local",
+                "etc/fail2ban/filter.d/mailctl-postscreen.conf"}
     for backend in BACKENDS:
         for platform in PLATFORMS:
-            want = set(expected[backend]) | mail_auth | {opendkim_conf[platform]}
+            want = set(expected[backend]) | mail_auth | {opendkim_conf[platform]} | defences
             if backend == "cyrus":
                 want.add(sasl[platform])
+            if platform == "debian":
+                want.add("etc/policyd-rate-limit.yaml")
             assert set(tree(GOLDEN / f"{backend}-{platform}")) == want, (backend, platform)
 
 
@@ -163,6 +172,16 @@ def test_golden_content_spot_checks():
     suse = GOLDEN / "cyrus-suse" / "etc"
     assert "\nKeyTable                /etc/opendkim/key_table\n" in (
         suse / "opendkim/opendkim.conf").read_text()
+    # abuse defences: postscreen on port 25, the anvil limits, the sending limits on
+    # submission where policyd-rate-limit runs (Debian), login throttling in the store
+    assert "\nsmtp       inet  n       -       n       -       1       postscreen\n" in master_cf
+    assert "\npostscreen_greet_action = enforce\n" in main_cf
+    assert "\nsmtpd_client_connection_count_limit = 20\n" in main_cf
+    policy = ",check_policy_service,unix:ratelimit/policy\n"
+    assert master_cf.count(policy) == 2  # 587 and 465
+    assert policy not in (GOLDEN / "dovecot-redhat/etc/postfix/master.cf").read_text()
+    assert "\nauth_failure_delay = 2 secs\n" in dovecot
+    assert "\nfailedloginpause: 2\n" in imapd
 
 
 # --------------------------------------------------------------------------- properties
@@ -352,6 +371,197 @@ def test_overrides_values_are_formatted(tmp_path):
     assert "\nbiff = yes\n" in main_cf and "\nsmtpd_helo_required = no\n" in main_cf
     assert main_cf.endswith("default_process_limit = 50\n")
     assert "\nallowplaintext: yes\n" in files["/etc/imapd.conf"]
+
+
+# --------------------------------------------------------------------------- abuse defences
+
+MX = "mx1.example.test"
+
+
+def _rendered(groups: tuple[str, ...] = (), backend: str | None = None,
+              topology: Topology | None = None, **variables) -> dict[str, str]:
+    base = {"mail_hostname": MX} if "mx" in groups else {**BASE_HOST, **BASE_ALL}
+    host, findings = check_host(MX if "mx" in groups else HOST, {**base, **variables},
+                                list(groups), backend)
+    assert findings == [], findings
+    if topology is None:
+        return {f.path: f.content for f in render_host(host)}
+    return {f.path: f.content for f in render_host(host, topology)}
+
+
+def _postfix_settings(main_cf: str) -> dict[str, str]:
+    return {name: value.strip() for name, value in (
+        line.split(" =", 1) for line in main_cf.splitlines()
+        if line and not line.startswith("#"))}
+
+
+def _master_services(master_cf: str) -> dict[str, str]:
+    """master.cf: 'name/type' (smtp/inet, smtp/unix ...) -> its service line, -o overrides
+    left out."""
+    return {"/".join(line.split()[:2]): " ".join(line.split())
+            for line in master_cf.splitlines() if line and not line[0].isspace()
+            and not line.startswith("#")}
+
+
+def test_defences_per_kind_and_switch():
+    peers = Topology(peers=("198.51.100.7", "2001:db8::25"))
+    screening = {"postscreen_access_list": "permit_mynetworks, cidr:${config_directory}/"
+                                           "peers.cidr",
+                 "postscreen_greet_action": "enforce", "postscreen_greet_wait": "6s"}
+    policy = "smtpd_recipient_restrictions=reject_non_fqdn_recipient,check_policy_service," \
+             "unix:ratelimit/policy"
+
+    # an all-in-one host screens port 25 and limits what its users send
+    files = _rendered()
+    cf = _postfix_settings(files["/etc/postfix/main.cf"])
+    assert screening.items() <= cf.items()
+    assert cf["smtpd_client_event_limit_exceptions"] == \
+        "$mynetworks, cidr:${config_directory}/peers.cidr"
+    master = _master_services(files["/etc/postfix/master.cf"])
+    assert master["smtp/inet"] == "smtp inet n - n - 1 postscreen"
+    assert master["smtpd/pass"] == "smtpd pass - - n - - smtpd"
+    assert "dnsblog/unix" not in master  # no DNSBL sites listed
+    assert files["/etc/postfix/master.cf"].count(f"  -o {policy}\n") == 2  # 587 and 465
+
+    # an mx screens port 25 and exempts its peers; it has no users, so no policy check
+    files = _rendered(("mx",), topology=peers)
+    cf = _postfix_settings(files["/etc/postfix/main.cf"])
+    assert screening.items() <= cf.items()
+    assert _master_services(files["/etc/postfix/master.cf"])["smtp/inet"] == \
+        "smtp inet n - n - 1 postscreen"
+    assert "check_policy_service" not in files["/etc/postfix/master.cf"]
+    assert "/etc/policyd-rate-limit.yaml" not in files
+    assert [line for line in files["/etc/postfix/peers.cidr"].splitlines()
+            if not line.startswith("#")] == ["198.51.100.7/32 permit", "2001:db8::25/128 permit"]
+    assert "/etc/fail2ban/filter.d/mailctl-postscreen.conf" in files
+
+    # DNSBL sites bring the dnsblog service and the scoring settings
+    files = _rendered(("mx",), mail_postscreen={"dnsbl_sites": ["zen.spamhaus.org*3"]})
+    cf = _postfix_settings(files["/etc/postfix/main.cf"])
+    assert cf["postscreen_dnsbl_sites"] == "zen.spamhaus.org*3"
+    assert cf["postscreen_dnsbl_threshold"] == "3"
+    assert "dnsblog/unix" in _master_services(files["/etc/postfix/master.cf"])
+
+    # postscreen off: port 25 is smtpd itself, and no postscreen setting, service or filter
+    for groups in ((), ("mx",)):
+        files = _rendered(groups, mail_postscreen={"enabled": False})
+        master = _master_services(files["/etc/postfix/master.cf"])
+        assert master["smtp/inet"] == "smtp inet n - n - - smtpd", groups
+        assert not {"smtpd/pass", "tlsproxy/unix", "dnsblog/unix"} & set(master), groups
+        assert not [n for n in _postfix_settings(files["/etc/postfix/main.cf"])
+                    if n.startswith("postscreen_")], groups
+        assert "/etc/fail2ban/filter.d/mailctl-postscreen.conf" not in files
+        if groups:  # an mx has no logins: without postscreen fail2ban has nothing to watch
+            assert "/etc/fail2ban/jail.d/mailctl.local" not in files
+        else:
+            assert "[mailctl-postscreen]" not in files["/etc/fail2ban/jail.d/mailctl.local"]
+
+    # a mailstore takes port 25 from its mx hosts only: no postscreen, but the anvil limits
+    # (its peers exempt) and the sending limits on submission
+    files = _rendered(("mailstore",), topology=peers)
+    cf = _postfix_settings(files["/etc/postfix/main.cf"])
+    # ... on submission only: its port 25 exempts every address (mx hosts may relay from
+    # any address; strangers are refused by smtpd_client_restrictions anyway)
+    assert "smtpd\n  -o smtpd_client_event_limit_exceptions=0.0.0.0/0,[::]/0\n" in \
+        files["/etc/postfix/master.cf"]
+    assert not [n for n in cf if n.startswith("postscreen_")]
+    assert cf["smtpd_client_message_rate_limit"] == "100"
+    assert _master_services(files["/etc/postfix/master.cf"])["smtp/inet"] == \
+        "smtp inet n - n - - smtpd"
+    assert files["/etc/postfix/master.cf"].count(f"  -o {policy}\n") == 2
+    assert "/etc/fail2ban/filter.d/mailctl-postscreen.conf" not in files
+
+    # each switch turns its defence off alone
+    files = _rendered(mail_bans={"enabled": False})
+    assert not [p for p in files if "fail2ban" in p]
+    files = _rendered(mail_send_limits={"enabled": False})
+    assert "/etc/policyd-rate-limit.yaml" not in files
+    assert "check_policy_service" not in files["/etc/postfix/master.cf"]
+    files = _rendered(mail_limits={"enabled": False})
+    cf = _postfix_settings(files["/etc/postfix/main.cf"])
+    assert not [n for n in cf if n.startswith(("anvil_", "smtpd_client_"))
+                and n != "smtpd_client_restrictions"]
+    assert "postscreen_access_list" in cf  # postscreen stays
+    # login throttling in the store, or none
+    assert "\nauth_failure_delay = 2 secs\n" in _rendered()["/etc/dovecot/dovecot.conf"]
+    assert "\nmaxlogins_per_user: 20\n" in _rendered(backend="cyrus")["/etc/imapd.conf"]
+    off = {"mail_login_throttle": {"enabled": False}}
+    assert "auth_failure_delay" not in _rendered(**off)["/etc/dovecot/dovecot.conf"]
+    assert "failedloginpause" not in _rendered(backend="cyrus", **off)["/etc/imapd.conf"]
+
+
+def _jail(text: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(text)
+    return parser
+
+
+def test_fail2ban_jails_never_ban_peers_and_follow_the_store_journal():
+    peers = Topology(peers=("198.51.100.7", "2001:db8::25"))
+    variables = {"mail_mynetworks": ["127.0.0.0/8", "[::1]/128", "192.0.2.0/24",
+                                     "[2001:db8:1::]/48"],
+                 "mail_bans": {"ignore": ["203.0.113.0/24", "[2001:db8:2::]/64"],
+                               "action": "none", "maxretry": 3, "bantime": "1d"}}
+    jail = _jail(_rendered(("mailstore",), backend="cyrus", topology=peers, **variables)[
+        "/etc/fail2ban/jail.d/mailctl.local"])
+    default = jail["DEFAULT"]
+    ignored = default["ignoreip"].split()
+    # loopback, mynetworks (without Postfix's brackets), the peers and mail_bans.ignore
+    assert {"127.0.0.0/8", "::1", "192.0.2.0/24", "2001:db8:1::/48", "198.51.100.7",
+            "2001:db8::25", "203.0.113.0/24", "2001:db8:2::/64"} <= set(ignored)
+    assert len(ignored) == len(set(ignored)) and not any("[" in a for a in ignored)
+    # action none: offenders are found and listed, nothing is blocked
+    assert default["banaction"] == default["banaction_allports"] == "dummy"
+    assert (default["backend"], default["maxretry"], default["bantime"]) == (
+        "systemd", "3", "86400")
+    # the store's jail reads its own unit's journal
+    assert jail.sections() == ["mailctl-postfix-sasl", "mailctl-cyrus"]  # no postscreen
+    # an all-in-one host's files do not depend on the inventory's other hosts
+    alone = _jail(_rendered(backend="cyrus", topology=peers, **variables)[
+        "/etc/fail2ban/jail.d/mailctl.local"])
+    assert "198.51.100.7" not in alone["DEFAULT"]["ignoreip"]
+    assert alone.sections() == ["mailctl-postfix-sasl", "mailctl-postscreen", "mailctl-cyrus"]
+    assert jail["mailctl-cyrus"]["filter"] == \
+        "cyrus-imap[journalmatch='_SYSTEMD_UNIT=cyrus-imapd.service']"
+    assert jail["mailctl-postfix-sasl"]["filter"] == \
+        "postfix[mode=auth, journalmatch='_SYSTEMD_UNIT=postfix@-.service']"
+    assert jail["mailctl-cyrus"]["port"] == "25,465,587,110,143,993,995"
+    # SUSE names its units otherwise; the default action blocks with nftables
+    suse = _jail(_rendered(backend="cyrus", mail_platform="suse")[
+        "/etc/fail2ban/jail.d/mailctl.local"])
+    assert suse["mailctl-cyrus"]["filter"] == \
+        "cyrus-imap[journalmatch='_SYSTEMD_UNIT=cyrus.service']"
+    assert suse["mailctl-postfix-sasl"]["filter"] == \
+        "postfix[mode=auth, journalmatch='_SYSTEMD_UNIT=postfix.service']"
+    assert suse["DEFAULT"]["banaction"] == "nftables-multiport"
+    dovecot = _jail(_rendered()["/etc/fail2ban/jail.d/mailctl.local"])
+    assert dovecot["mailctl-dovecot"]["filter"] == \
+        "dovecot[journalmatch='_SYSTEMD_UNIT=dovecot.service']"
+    assert "mailctl-cyrus" not in dovecot
+    # an mx: postscreen's jail alone (no logins), on port 25
+    mx = _jail(_rendered(("mx",), topology=peers)["/etc/fail2ban/jail.d/mailctl.local"])
+    assert mx.sections() == ["mailctl-postscreen"]
+    assert mx["mailctl-postscreen"]["port"] == "25"
+    assert {"198.51.100.7", "2001:db8::25"} <= set(mx["DEFAULT"]["ignoreip"].split())
+
+
+def test_policyd_rate_limit_yaml_parses_with_its_limits_and_the_users_own():
+    files = _rendered(mail_send_limits={"users": {"Alice@Example.TEST": [
+        {"count": 50, "per": "1h"}, {"count": 100, "per": "1d"}]}})
+    conf = yaml.safe_load(files["/etc/policyd-rate-limit.yaml"])  # as policyd-rate-limit does
+    assert conf["limits"] == [[200, 3600], [1000, 86400]]
+    assert conf["limits_by_id"] == {"alice@example.test": [[50, 3600], [100, 86400]]}
+    assert conf["limit_by_sasl"] is True and conf["limit_by_ip"] is False
+    # the socket Postfix's check_policy_service names (unix:ratelimit/policy in its queue
+    # directory), readable by the group Postfix joins
+    assert conf["SOCKET"] == "/var/spool/postfix/ratelimit/policy"
+    assert conf["socket_permission"] == 0o660
+    assert conf["user"] == conf["group"] == "policyd-rate-limit"
+    assert conf["fail_action"].startswith("defer_if_permit 4.7.1 ")
+    # no user with limits of their own: an empty mapping, not null
+    conf = yaml.safe_load(_rendered()["/etc/policyd-rate-limit.yaml"])
+    assert conf["limits_by_id"] == {}
+    assert conf["limits"] == [[200, 3600], [1000, 86400]]
 
 
 # --------------------------------------------------------------------------- precedence

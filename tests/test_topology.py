@@ -101,12 +101,16 @@ def test_allinone_hosts_ignore_the_topology():
 
 def test_mx_relays_every_domain_to_its_store_over_verified_tls():
     files = files_of("mx1.example.test")
-    # Postfix's own files, and the milters that judge inbound mail (no signing tables: an
-    # mx signs nothing)
-    assert sorted(files) == ["/etc/opendkim.conf", "/etc/opendmarc.conf",
+    # Postfix's own files, the milters that judge inbound mail (no signing tables: an mx
+    # signs nothing) and fail2ban with its postscreen filter (no sending limits: an mx has
+    # no users)
+    assert sorted(files) == ["/etc/fail2ban/filter.d/mailctl-postscreen.conf",
+                             "/etc/fail2ban/jail.d/mailctl.local",
+                             "/etc/opendkim.conf", "/etc/opendmarc.conf",
                              "/etc/opendmarc/ignore_hosts",
                              "/etc/postfix/header_checks", "/etc/postfix/main.cf",
-                             "/etc/postfix/master.cf", "/etc/postfix/relay_recipients",
+                             "/etc/postfix/master.cf", "/etc/postfix/peers.cidr",
+                             "/etc/postfix/relay_recipients",
                              "/etc/postfix/tls_policy", "/etc/postfix/transport"]
     # each mx drops forged Authentication-Results in the name of any mx of the deployment
     checks = files["/etc/postfix/header_checks"]
@@ -148,6 +152,38 @@ def test_mailstore_takes_port_25_mail_only_from_certified_peers():
     master = files["/etc/postfix/master.cf"]
     # submission overrides the port-25 client restriction: users log in there
     assert "-o smtpd_client_restrictions=permit_sasl_authenticated,reject" in master
+
+
+def test_peers_are_the_public_addresses_of_the_mx_and_mailstore_hosts(tmp_path):
+    """postscreen, the anvil limits and fail2ban never hold up another host of the
+    deployment: the mx and mailstore hosts' mail_public_ipv4/6 are the topology's peers."""
+    inv = copy_multihost(tmp_path)
+    for name, extra in (("mx1", "mail_public_ipv4: 192.0.2.21\n"
+                                'mail_public_ipv6: "2001:db8::21"\n'),
+                        ("mx2", "mail_public_ipv4: 192.0.2.22\n"),
+                        ("store2", 'mail_public_ipv6: "2001:DB8::32"\n')):
+        path = inv / "host_vars" / f"{name}.example.test.yml"
+        path.write_text(path.read_text() + extra)
+    # store1 publishes no address: it adds none
+    hosts, topology = Inventory(inv).mail_plan()
+    assert topology.peers == ("192.0.2.21", "192.0.2.22", "2001:db8::21", "2001:db8::32")
+    names = Inventory(inv).host_names()
+    groups = {"mx": [n for n in names if n.startswith("mx")],
+              "mailstore": [n for n in names if n.startswith("store")]}
+    hostvars = {n: Inventory(inv).host_vars(n).variables for n in names}
+    assert ansible_bridge.plan_topology(hostvars, groups)["peers"] == list(topology.peers)
+    for host in hosts:
+        files = {f.path: f.content for f in render_host(host, topology)}
+        cidr = [line for line in files["/etc/postfix/peers.cidr"].splitlines()
+                if not line.startswith("#")]
+        assert cidr == ["192.0.2.21/32 permit", "192.0.2.22/32 permit",
+                        "2001:db8::21/128 permit", "2001:db8::32/128 permit"], host.name
+        ignored = setting(files["/etc/fail2ban/jail.d/mailctl.local"], "ignoreip").split()
+        assert set(topology.peers) <= set(ignored), host.name
+    # without public addresses there are no peers, and an empty table
+    assert Inventory(MULTIHOST).mail_plan()[1].peers == ()
+    assert [line for line in files_of("mx1.example.test")["/etc/postfix/peers.cidr"]
+            .splitlines() if not line.startswith("#")] == []
 
 
 def test_roles_install_what_render_writes_for_every_topology_host():

@@ -278,5 +278,6 @@ class MailHost:
 
     @property
     def bans_offenders(self) -> bool:
-        """fail2ban runs: it reads the journal, so SysV hosts do not run it yet."""
-        return self.bans.enabled and self.journal
+        """fail2ban runs: it reads the journal, so SysV hosts do not run it yet; an mx has
+        a jail only with postscreen (it has no logins)."""
+        return self.bans.enabled and self.journal and (self.kind != "mx" or self.screens)

@@ -177,6 +177,9 @@ def _context(host: MailHost, plat: dict[str, Any], topology: Topology,
         **{f"tls_{k}": v for k, v in tls_paths(host).items()},
         "tls_ciphers": INTERMEDIATE_CIPHERS,
         "topology": topology,
+        # the other mx/mailstore hosts, never held up: peers of hosts in those groups only
+        # (an all-in-one host's files must not depend on what else the inventory holds)
+        "peers": topology.peers if host.kind != "allinone" else (),
         "routes": routes,
         "route_stores": tuple(dict.fromkeys(r.store for r in routes)),
         "postfix": SettingWriter(host.postfix_overrides, " = ", ("yes", "no")),
