@@ -6,10 +6,15 @@ Needs the Docker engine and the base image (scripts/test starts and builds them 
 
 from __future__ import annotations
 
+import imaplib
 import os
+import re
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -162,3 +167,36 @@ def test_docker_not_running_is_one_clean_error(tmp_path):
         "error: the Docker engine is not running: start it (scripts/bootstrap does, or run "
         "`dockerd &` as root)"]
     assert result.stdout == ""
+
+
+
+def test_the_sandbox_shows_its_defences(sandbox_up):
+    """What the README says a user sees in the sandbox ([5/8]): a client that talks before
+    the banner is refused on 25, a second failed login waits longer than the first, and
+    `mailctl bans` reads the host's bans (docker's port publishing makes every client one
+    address, so the checks stay below the five failures that would ban it)."""
+    with socket.create_connection(("127.0.0.1", 10025), timeout=30) as sock:
+        sock.sendall(b"EHLO early.example\r\nMAIL FROM:<x@early.example>\r\n"
+                     b"RCPT TO:<bob@sandbox.test>\r\n")
+        sock.settimeout(30)
+        reply = b""
+        while not re.search(rb"^5\d\d ", reply, re.M) and len(reply) < 4096:
+            chunk = sock.recv(1024)
+            if not chunk:
+                break
+            reply += chunk
+    assert re.search(rb"^5\d\d ", reply, re.M), reply
+    ctx = ssl.create_default_context(cafile=str(CA_DIR / "ca.crt"))
+    ctx.check_hostname = False  # reached as 127.0.0.1; the chain is still verified
+    delays = []
+    for _ in range(2):
+        with imaplib.IMAP4("127.0.0.1", 10143, timeout=60) as imap:
+            imap.starttls(ssl_context=ctx)
+            start = time.monotonic()
+            with pytest.raises(imaplib.IMAP4.error):
+                imap.login("alice@sandbox.test", "not-the-password")
+            delays.append(time.monotonic() - start)
+    assert delays[1] >= 2 and delays[1] > delays[0], delays
+    result = run("bans", "-i", str(SANDBOX))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "none" in result.stdout, result.stdout
