@@ -3,6 +3,7 @@ IMAP; a store that is down; refusals; and how Ansible reached the hosts (SSH).""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import smtplib
@@ -185,3 +186,16 @@ def test_a_stopped_store_gets_all_its_mail_once_it_is_back(node, stores, sender,
           f"missing {len(missing)}, duplicated {len(duplicated)}")
     assert missing == [] and duplicated == []
     assert all(queued_for(node(mx), store.domain) == 0 for mx in MX)
+
+
+def test_the_mx_hosts_never_trip_a_stores_limits_or_bans(node, stores):
+    """After all the mail above (a burst of 20 from each mx when a store came back included),
+    no store's Postfix held a client back for a per-client limit, and no host banned
+    anyone: the mx → store path is exempt from the limits and never looks like an attack."""
+    for short in (*stores, *MX):
+        held = node(short).run("journalctl -q --no-pager -u postfix@- | grep -E "
+                               "'limit exceeded|too many connections' || true").stdout
+        assert not held.strip(), f"{short}: {held[-600:]}"
+        banned = ast.literal_eval(node(short).check_output("fail2ban-client banned"))
+        addresses = [ip for jail in banned for ips in jail.values() for ip in ips]
+        assert not addresses, f"{short} banned {addresses}"
