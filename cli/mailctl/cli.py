@@ -254,7 +254,7 @@ def bans_cmd(ctx, inv: Inventory, limit, backend, unban: str | None, as_json: bo
     hosts = inv.mail_hosts(limit, backend)
     vault = ctx.params.get("vault_password_file")
     rows = bans.collect(
-        {h.name: h.bans.enabled for h in hosts},
+        {h.name: h.bans_offenders for h in hosts},  # an mx without postscreen has no jails
         lambda commands: runner.run_commands(inv.source, commands, verbose=verbose,
                                              vault_password_file=str(vault) if vault else None),
         address)

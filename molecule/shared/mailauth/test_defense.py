@@ -231,8 +231,11 @@ def test_failed_auth_on_submission_bans_the_address(sources):
         try:
             with _Smtp(587, attacker) as smtp:
                 smtp.starttls(context=tls_context(_host()))
+                smtp.ehlo()
+                smtp.user, smtp.password = victim.address, "not-" + victim.password
+                # one mechanism per attempt (login() would also try LOGIN: two failures)
                 with pytest.raises(smtplib.SMTPAuthenticationError):
-                    smtp.login(victim.address, "not-" + victim.password)
+                    smtp.auth("PLAIN", smtp.auth_plain)
         except (OSError, smtplib.SMTPServerDisconnected):
             break  # the ban came down on this very connection
     _wait_banned(587, attacker)
