@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
 from .paths import playbooks_dir, roles_dir
@@ -153,59 +154,18 @@ def read_files(inventory: Path, path_by_host: Mapping[str, str], *,
 
     For public files only (certificates): the content travels in Ansible's event stream and
     its output, so a private key must never be read this way."""
-    import ansible_runner
+    def content(kind: str, res: dict) -> bytes | str | None:
+        if kind != "runner_on_ok":
+            return None
+        try:
+            return base64.b64decode(res.get("content", ""), validate=True)
+        except (binascii.Error, TypeError):
+            return "slurp returned no base64 content"
 
-    if not path_by_host:
-        return {}
-    got: dict[str, bytes | str] = {}
-
-    def handler(event: dict) -> bool:
-        kind = event.get("event", "")
-        data = event.get("event_data", {})
-        host = data.get("host")
-        if host not in path_by_host:
-            return True
-        res = data.get("res", {}) or {}
-        if kind == "runner_on_ok":
-            try:
-                got[host] = base64.b64decode(res.get("content", ""), validate=True)
-            except (binascii.Error, TypeError):
-                got[host] = "slurp returned no base64 content"
-        elif kind == "runner_on_failed":
-            got[host] = _failure_message(data)
-        elif kind == "runner_on_unreachable":
-            got[host] = "unreachable: " + _failure_message(data)
-        return True
-
-    cmdline = ["--become"]
-    if vault_password_file:
-        cmdline += ["--vault-password-file", str(Path(vault_password_file).resolve())]
-    _venv_ansible_on_path()
-    private = tempfile.mkdtemp(prefix="mailctl-read-")
-    try:
-        result = ansible_runner.run(
-            private_data_dir=private,
-            module="ansible.builtin.slurp",
-            # each host's own path, looked up by its inventory name
-            module_args="src={{ mailctl_read_files[inventory_hostname] }}",
-            host_pattern=",".join(path_by_host),
-            inventory=str(Path(inventory).resolve()),
-            extravars={"mailctl_read_files": dict(path_by_host)},
-            cmdline=" ".join(cmdline),
-            envvars=_envvars(verbose),
-            event_handler=handler,
-            quiet=not verbose,
-        )
-        if len(got) < len(path_by_host):
-            lines = [x for x in result.stdout.read().splitlines() if x.strip()]
-            why = " | ".join(lines[-3:])[:600] or f"Ansible run {result.status}"
-            for host in path_by_host:
-                got.setdefault(host, f"no answer from Ansible ({why})")
-    except (OSError, RuntimeError) as exc:
-        raise InputError(f"cannot run Ansible: {exc}") from None
-    finally:
-        shutil.rmtree(private, ignore_errors=True)
-    return got
+    return _ad_hoc(inventory, path_by_host, "ansible.builtin.slurp",
+                   # each host's own path, looked up by its inventory name
+                   "src={{ mailctl_read_files[inventory_hostname] }}", "mailctl_read_files",
+                   content, vault_password_file, verbose)
 
 
 @dataclass(frozen=True)
@@ -227,25 +187,44 @@ def run_commands(inventory: Path, command_by_host: Mapping[str, str], *,
     The command travels as an extra variable, so it needs no quoting for Ansible's key=value
     parser; it must hold no Jinja2 markers ('{{', '{%', '{#'), which Ansible would expand. Its
     output goes through Ansible's event stream: nothing secret."""
-    import ansible_runner
-
-    if not command_by_host:
-        return {}
     for host, command in command_by_host.items():
         if any(mark in command for mark in ("{{", "{%", "{#")):
             raise ValueError(f"{host}: a command for Ansible holds a Jinja2 marker: {command}")
-    got: dict[str, CommandResult | str] = {}
+
+    def ran(kind: str, res: dict) -> CommandResult | None:
+        if kind in ("runner_on_ok", "runner_on_failed") and isinstance(res.get("rc"), int):
+            return CommandResult(res["rc"], str(res.get("stdout") or ""),
+                                 str(res.get("stderr") or ""))
+        return None
+
+    # JSON arguments: a bare '{{ ... }}' would be taken for a broken JSON object
+    return _ad_hoc(inventory, command_by_host, "ansible.builtin.shell",
+                   json.dumps({"cmd": "{{ mailctl_commands[inventory_hostname] }}"}),
+                   "mailctl_commands", ran, vault_password_file, verbose)
+
+
+def _ad_hoc(inventory: Path, value_by_host: Mapping[str, str], module: str, module_args: str,
+            variable: str, answer: Callable[[str, dict], Any], vault_password_file: str | None,
+            verbose: bool) -> dict[str, Any]:
+    """One ad-hoc run of `module` on the hosts of value_by_host (become), each host's value
+    passed as the extra variable `variable` (a mapping by inventory name). `answer` turns a
+    host's event (kind, result) into its answer, or None; failures and unreachable hosts
+    answer why. Every host gets an answer."""
+    import ansible_runner
+
+    if not value_by_host:
+        return {}
+    got: dict[str, Any] = {}
 
     def handler(event: dict) -> bool:
         kind = event.get("event", "")
         data = event.get("event_data", {})
         host = data.get("host")
-        if host not in command_by_host:
+        if host not in value_by_host:
             return True
-        res = data.get("res", {}) or {}
-        if kind in ("runner_on_ok", "runner_on_failed") and isinstance(res.get("rc"), int):
-            got[host] = CommandResult(res["rc"], str(res.get("stdout") or ""),
-                                      str(res.get("stderr") or ""))
+        found = answer(kind, data.get("res", {}) or {})
+        if found is not None:
+            got[host] = found
         elif kind == "runner_on_failed":
             got[host] = _failure_message(data)
         elif kind == "runner_on_unreachable":
@@ -256,26 +235,24 @@ def run_commands(inventory: Path, command_by_host: Mapping[str, str], *,
     if vault_password_file:
         cmdline += ["--vault-password-file", str(Path(vault_password_file).resolve())]
     _venv_ansible_on_path()
-    private = tempfile.mkdtemp(prefix="mailctl-command-")
+    private = tempfile.mkdtemp(prefix="mailctl-ad-hoc-")
     try:
         result = ansible_runner.run(
             private_data_dir=private,
-            module="ansible.builtin.shell",
-            # each host's own command, looked up by its inventory name; JSON arguments (a
-            # bare '{{ ... }}' would be taken for a broken JSON object)
-            module_args=json.dumps({"cmd": "{{ mailctl_commands[inventory_hostname] }}"}),
-            host_pattern=",".join(command_by_host),
+            module=module,
+            module_args=module_args,
+            host_pattern=",".join(value_by_host),
             inventory=str(Path(inventory).resolve()),
-            extravars={"mailctl_commands": dict(command_by_host)},
+            extravars={variable: dict(value_by_host)},
             cmdline=" ".join(cmdline),
             envvars=_envvars(verbose),
             event_handler=handler,
             quiet=not verbose,
         )
-        if len(got) < len(command_by_host):
+        if len(got) < len(value_by_host):
             lines = [x for x in result.stdout.read().splitlines() if x.strip()]
             why = " | ".join(lines[-3:])[:600] or f"Ansible run {result.status}"
-            for host in command_by_host:
+            for host in value_by_host:
                 got.setdefault(host, f"no answer from Ansible ({why})")
     except (OSError, RuntimeError) as exc:
         raise InputError(f"cannot run Ansible: {exc}") from None
