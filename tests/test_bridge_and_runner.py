@@ -79,8 +79,11 @@ def test_bridge_plans_the_components_in_apply_order():
     # a SysV host (no systemd journal for fail2ban to read) runs no fail2ban
     sysv = ansible_bridge.host_summary({**bridge_input(), "service_manager": "sysvinit"})
     assert [c["name"] for c in sysv["components"]] == [
-        "ratelimit", "dovecot", "opendkim", "opendmarc", "postfix"]
-    assert not {"fail2ban", "nftables"} & set(sysv["packages"])
+        "dovecot", "opendkim", "opendmarc", "postfix"]
+    assert not {"fail2ban", "nftables", "policyd-rate-limit"} & set(sysv["packages"])
+    master = next(f for f in ansible_bridge.host_files(
+        {**bridge_input(), "service_manager": "sysvinit"}) if f["path"].endswith("master.cf"))
+    assert "check_policy_service" not in master["content"]
 
 
 def test_bridge_uses_the_host_facts_for_the_platform():

@@ -57,7 +57,7 @@ def _validated_host(data: dict[str, Any]):
     # the release the host reports selects the profile's per-release values
     return replace(host, release=data.get("os_release") or None,
                    resolvers=tuple(data.get("resolvers") or ()),
-                   journal=data.get("service_manager", "systemd") == "systemd")
+                   systemd=data.get("service_manager", "systemd") == "systemd")
 
 
 def _topology(data: dict[str, Any]) -> Topology:

@@ -233,8 +233,8 @@ class MailHost:
     # The resolvers of the host's /etc/resolv.conf (facts at deploy; () offline): OpenDKIM's
     # resolver library does not read that file, so it is told them.
     resolvers: tuple[str, ...] = ()
-    # The host's services log to the systemd journal (facts at deploy: False on SysV hosts)
-    journal: bool = True
+    # systemd runs the host's services (facts at deploy: False on SysV hosts)
+    systemd: bool = True
 
     @property
     def virtual_aliases(self) -> tuple[Alias, ...]:
@@ -273,11 +273,13 @@ class MailHost:
 
     @property
     def send_limited(self) -> bool:
-        """Authenticated submission is rate-limited per user: hosts with users."""
-        return self.kind != "mx" and self.send_limits.enabled
+        """Authenticated submission is rate-limited per user: hosts with users, under
+        systemd (Debian's SysV script cannot stop policyd-rate-limit: start-stop-daemon
+        refuses the pidfile the daemon writes as its own user)."""
+        return self.kind != "mx" and self.send_limits.enabled and self.systemd
 
     @property
     def bans_offenders(self) -> bool:
-        """fail2ban runs: it reads the journal, so SysV hosts do not run it yet; an mx has
-        a jail only with postscreen (it has no logins)."""
-        return self.bans.enabled and self.journal and (self.kind != "mx" or self.screens)
+        """fail2ban runs: it reads the systemd journal, so SysV hosts do not run it yet; an
+        mx has a jail only with postscreen (it has no logins)."""
+        return self.bans.enabled and self.systemd and (self.kind != "mx" or self.screens)

@@ -33,13 +33,13 @@ def mail_inventory(request) -> Inventory:
 def mail(host, mail_inventory):
     """The validated MailHost for the host under test, with the facts a deploy adds: the
     resolvers of its /etc/resolv.conf (OpenDKIM's configuration names them), and whether
-    systemd runs it (its journal: what fail2ban reads)."""
+    systemd runs it (fail2ban and the sending limit need it)."""
     name = host.backend.get_hostname()
     found = mail_inventory.mail_hosts(limit=name, backend=os.environ.get("MAILCTL_BACKEND"))[0]
     resolv_conf = host.file("/etc/resolv.conf")
     return replace(found, resolvers=resolv_conf_nameservers(
         resolv_conf.content_string if resolv_conf.exists else ""),
-        journal=host.file("/run/systemd/system").is_directory)  # how sd_booted() tells
+        systemd=host.file("/run/systemd/system").is_directory)  # how sd_booted() tells
 
 
 @pytest.fixture(scope="module")
