@@ -118,8 +118,9 @@ SETTINGS: tuple[Setting, ...] = (
                           "AUTH"),
     Setting("mail_send_limits", "dict", {"limits": [{"count": limit.count, "per": limit.per}
                                                     for limit in SendLimits.limits]},
-            "Recipients an authenticated user may send (policyd-rate-limit, Debian only): "
-            "`{enabled, limits: [{count, per}], users: {address: [{count, per}]}}`. Each "
+            "Recipients an authenticated user may send on 587 and 465 (policyd-rate-limit; "
+            "Debian hosts under systemd): `{enabled, limits: [{count, per}], users: {address: "
+            "[{count, per}]}}`. Each "
             "limit is `count` recipients (1 to 1000000) per sliding window `per` (10s to 30d); "
             "`users` gives some of the host's `mail_users` their own list instead. On by "
             "default on Debian, off elsewhere; `enabled: false` turns it off.",
