@@ -270,6 +270,127 @@ def bans_cmd(ctx, inv: Inventory, limit, backend, unban: str | None, as_json: bo
                            + ", ".join(failed))
 
 
+@main.group()
+def mailbox() -> None:
+    """Users' mail as their clients see it: take a manifest, compare two."""
+
+
+@mailbox.command("manifest")
+@inventory_options
+@click.option("-u", "--user", "users", multiple=True,
+              help="Only this address (repeatable; default: every user of the host).")
+@click.option("-o", "--output", type=click.Path(path_type=Path, allow_dash=True),
+              default="-", show_default=True, help="Where to write the manifest (JSON).")
+@verbose_option
+@click.pass_context
+def mailbox_manifest(ctx, inv: Inventory, limit, backend, users, output: Path,
+                     verbose: bool) -> None:
+    """Read every mailbox of the host's users over IMAP and POP3, without their passwords,
+    and write what a client sees: folders, subscriptions, UIDs, a hash of each message, flags,
+    dates, quota and POP3 UIDLs. Reading changes nothing."""
+    from . import mailbox as mb
+    from .manifest_diff import summary
+
+    host = mb.store_host(inv, limit, backend)
+    chosen = mb.chosen_users(inv, host, users)
+    vault = ctx.params.get("vault_password_file")
+    manifest = mb.take_manifest(inv, host, chosen, vault=str(vault) if vault else None,
+                                verbose=verbose)
+    text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+    if str(output) == "-":
+        click.echo(text, nl=False)
+    else:
+        mb.write_atomically(output, text)
+        click.echo(f"{summary(manifest)} -> {output}", err=True)
+
+
+@mailbox.command("diff")
+@click.argument("first", type=click.Path(path_type=Path))
+@click.argument("second", type=click.Path(path_type=Path))
+@click.option("--ignore-uids", is_flag=True,
+              help="Match messages by content: ignore UIDs, UIDVALIDITY, UIDNEXT and POP3 "
+                   "UIDLs (a copy made by IMAP APPEND).")
+@click.option("-u", "--user", "users", multiple=True, help="Only this address (repeatable).")
+def mailbox_diff(first: Path, second: Path, ignore_uids: bool, users) -> None:
+    """Compare two manifests: one line per difference (A is FIRST, B is SECOND); exit 1 when
+    they differ."""
+    from .manifest_diff import ManifestError, diff, load, summary
+
+    try:
+        a, b = load(first), load(second)
+    except ManifestError as exc:
+        raise InputError(str(exc)) from None
+    click.echo(f"A: {summary(a)}\nB: {summary(b)}")
+    findings = diff(a, b, ignore_ids=ignore_uids, users={u.lower() for u in users} or None)
+    for line in findings:
+        click.echo(line)
+    if findings:
+        raise MailctlError(f"the manifests differ ({len(findings)} finding(s))")
+    click.echo("the manifests are equal" + (" (UIDs ignored)" if ignore_uids else ""))
+
+
+@main.command("backup")
+@inventory_options
+@click.option("--to", "to_dir", type=click.Path(path_type=Path), required=True,
+              help="Directory on this machine that keeps the backups (one subdirectory each).")
+@click.option("-u", "--user", "users", multiple=True,
+              help="Only this address (repeatable; default: every user of the host).")
+@verbose_option
+@click.pass_context
+def backup_cmd(ctx, inv: Inventory, limit, backend, to_dir: Path, users, verbose) -> None:
+    """Back up the users' mail of one host (--host) while mail keeps arriving: the store's
+    own copy, its manifest beside it, in a new directory under --to."""
+    from . import backup as bk
+    from . import mailbox as mb
+    from .manifest_diff import summary
+
+    host = mb.store_host(inv, limit, backend)
+    chosen = mb.chosen_users(inv, host, users)
+    vault = ctx.params.get("vault_password_file")
+    done = bk.take_backup(inv, host, chosen, to_dir, vault=str(vault) if vault else None,
+                          verbose=verbose, echo=click.echo)
+    click.echo(f"backup: {summary(done.manifest)}, {done.meta['bytes']} bytes packed -> "
+               f"{done.path}")
+
+
+@main.command("restore")
+@inventory_options
+@click.option("--from", "from_dir", type=click.Path(path_type=Path), required=True,
+              help="A backup, or the --to directory of `mailctl backup` (its newest backup "
+                   "of --host is taken).")
+@click.option("--to-host", default=None, help="Restore into this host instead of --host.")
+@click.option("-u", "--user", "users", multiple=True,
+              help="Only this address (repeatable; default: every user in the backup).")
+@click.option("--force", is_flag=True,
+              help="Also when the host holds mail the backup does not have (it is removed).")
+@verbose_option
+@click.pass_context
+def restore_cmd(ctx, inv: Inventory, limit, backend, from_dir: Path, to_host, users, force,
+                verbose) -> None:
+    """Make the users' mail on a host what a backup holds, then prove it: the host's
+    manifest must equal the backup's. Mail the backup lacks is never removed without
+    --force."""
+    from . import backup as bk
+    from . import mailbox as mb
+
+    found = bk.find_backup(from_dir, limit)
+    target = mb.store_host(inv, to_host or limit or found.meta.get("host"), backend)
+    chosen = sorted({u.lower() for u in users} or found.meta.get("users", []))
+    mb.chosen_users(inv, target, tuple(chosen))
+    vault = ctx.params.get("vault_password_file")
+    findings, after = bk.restore(inv, found, target, chosen, force=force,
+                                 vault=str(vault) if vault else None, verbose=verbose)
+    for user, aside in sorted(after.get("kept_aside", {}).items()):
+        click.echo(f"{user}: the mail this restore replaced is kept on {target.name} in {aside}")
+    for line in findings:
+        click.echo(line)
+    if findings:
+        raise MailctlError(f"{target.name}: restored, but its mail differs from the backup "
+                           f"({len(findings)} finding(s))")
+    click.echo(f"restored {len(chosen)} user(s) from {found.path} into {target.name}: "
+               "the host's manifest equals the backup's")
+
+
 @main.command("dns")
 @inventory_options
 @click.option("--domain", default=None, help="Only this domain (and the host records it uses).")

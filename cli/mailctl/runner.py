@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -177,6 +178,13 @@ class CommandResult:
     stderr: str
 
 
+def _ran(kind: str, res: dict) -> CommandResult | None:
+    """A shell or script task's answer, whatever its exit code."""
+    if kind in ("runner_on_ok", "runner_on_failed") and isinstance(res.get("rc"), int):
+        return CommandResult(res["rc"], str(res.get("stdout") or ""), str(res.get("stderr") or ""))
+    return None
+
+
 def run_commands(inventory: Path, command_by_host: Mapping[str, str], *,
                  vault_password_file: str | None = None,
                  verbose: bool = False) -> dict[str, CommandResult | str]:
@@ -191,16 +199,44 @@ def run_commands(inventory: Path, command_by_host: Mapping[str, str], *,
         if any(mark in command for mark in ("{{", "{%", "{#")):
             raise ValueError(f"{host}: a command for Ansible holds a Jinja2 marker: {command}")
 
-    def ran(kind: str, res: dict) -> CommandResult | None:
-        if kind in ("runner_on_ok", "runner_on_failed") and isinstance(res.get("rc"), int):
-            return CommandResult(res["rc"], str(res.get("stdout") or ""),
-                                 str(res.get("stderr") or ""))
-        return None
-
     # JSON arguments: a bare '{{ ... }}' would be taken for a broken JSON object
     return _ad_hoc(inventory, command_by_host, "ansible.builtin.shell",
                    json.dumps({"cmd": "{{ mailctl_commands[inventory_hostname] }}"}),
-                   "mailctl_commands", ran, vault_password_file, verbose)
+                   "mailctl_commands", _ran, vault_password_file, verbose)
+
+
+def run_scripts(inventory: Path, script: Path, args_by_host: Mapping[str, str], *,
+                vault_password_file: str | None = None,
+                verbose: bool = False) -> dict[str, CommandResult | str]:
+    """A local Python script run on each host with that host's arguments (a shell-quoted
+    string), as root, through ansible.builtin.script: it is copied over, run with the host's
+    python3 and removed. Answers like run_commands."""
+    for host, args in args_by_host.items():
+        if any(mark in args for mark in ("{{", "{%", "{#")):
+            raise ValueError(f"{host}: script arguments hold a Jinja2 marker: {args}")
+
+    cmd = f"{shlex.quote(str(script))} {{{{ mailctl_script_args[inventory_hostname] }}}}"
+    return _ad_hoc(inventory, args_by_host, "ansible.builtin.script",
+                   json.dumps({"cmd": cmd, "executable": "python3"}),
+                   "mailctl_script_args", _ran, vault_password_file, verbose)
+
+
+def copy_file(inventory: Path, host: str, src: str, dest: str, *, fetch: bool,
+              vault_password_file: str | None = None, verbose: bool = False) -> str | None:
+    """Copy one file from the host to this machine (fetch) or from this machine to the host
+    (mode 0600, root's): None when it is done, else why not."""
+    if fetch:
+        module, args = "ansible.builtin.fetch", {"src": "{{ mailctl_copy[inventory_hostname] }}",
+                                                 "dest": dest, "flat": True}
+    else:
+        module, args = "ansible.builtin.copy", {"src": src,
+                                                "dest": "{{ mailctl_copy[inventory_hostname] }}",
+                                                "mode": "0600"}
+    answers = _ad_hoc(inventory, {host: src if fetch else dest}, module, json.dumps(args),
+                      "mailctl_copy",
+                      lambda kind, res: True if kind == "runner_on_ok" else None,
+                      vault_password_file, verbose)
+    return None if answers[host] is True else str(answers[host])
 
 
 def _ad_hoc(inventory: Path, value_by_host: Mapping[str, str], module: str, module_args: str,

@@ -1,0 +1,543 @@
+#!/usr/bin/python3
+"""Run on a mail host as root (Ansible's script module): read users' mail as their own
+clients see it, over IMAP and POP3, and print one JSON document on stdout.
+
+    mailbox_agent.py manifest --store dovecot|cyrus --user ADDR [--user ADDR ...]
+                     [--admin-user NAME --admin-pw-file FILE]
+
+No user's password is needed, none is in argv and none is printed:
+- Dovecot: `doveadm exec imap|pop3 -u ADDR` starts Dovecot's own IMAP and POP3 servers
+  pre-authenticated on a pipe (root on the host is the identity).
+- Cyrus: the admin logs in on 127.0.0.1 over STARTTLS with SASL PLAIN, authorizing as the
+  user (proxy authorization); the admin's password is read from its 0600 file on the host.
+
+Reading changes nothing the user can see: mailboxes are EXAMINEd (read-only, \\Recent is not
+taken), bodies are fetched with BODY.PEEK (\\Seen is not set) and POP3 only asks UIDL.
+
+Standard library only, Python 3.9+: it runs with the host's python3. Errors: one line on
+stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import hashlib
+import imaplib
+import json
+import os
+import poplib
+import pwd
+import re
+import shlex
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import datetime, timezone
+
+FORMAT = 1  # the manifest's own version: mailctl_manifest
+BODY_BATCH_BYTES = 16 * 1024 * 1024  # bodies fetched per round trip, by their RFC822.SIZE
+TIMEOUT = 60
+
+
+class Failure(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- IMAP parsing
+
+LIST_LINE = re.compile(rb'^\((?P<attrs>[^)]*)\) (?P<delim>"(?:[^"\\]|\\.)*"|NIL) (?P<name>.*)$')
+FETCH_META = re.compile(rb"^\d+ \((?P<items>.*)\)$")
+ITEM = re.compile(rb'(UID|RFC822\.SIZE) (\d+)|FLAGS \(([^)]*)\)|INTERNALDATE "([^"]+)"')
+
+
+def unquote(raw: bytes) -> str:
+    """An IMAP astring as text: a quoted string with its escapes undone, or an atom."""
+    if raw.startswith(b'"') and raw.endswith(b'"') and len(raw) >= 2:
+        raw = re.sub(rb"\\(.)", rb"\1", raw[1:-1])
+    return raw.decode("utf-8", errors="surrogateescape")
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def list_lines(data: list) -> list[tuple[str, bytes]]:
+    """LIST/LSUB answers as (name, attributes); a name sent as a literal comes as a tuple."""
+    out = []
+    for item in data:
+        if item is None:
+            continue
+        if isinstance(item, tuple):
+            head, literal = item
+            match = LIST_LINE.match(head.rstrip() + b" X")
+            if match:
+                out.append((literal.decode("utf-8", errors="surrogateescape"),
+                            match.group("attrs")))
+            continue
+        match = LIST_LINE.match(item)
+        if match:
+            out.append((unquote(match.group("name")), match.group("attrs")))
+    return out
+
+
+def internaldate_utc(text: str) -> str:
+    when = datetime.strptime(text.strip(), "%d-%b-%Y %H:%M:%S %z")
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fetch_meta(data: list) -> list[dict]:
+    """UID FETCH (UID FLAGS INTERNALDATE RFC822.SIZE) answers as message records."""
+    records = []
+    for item in data:
+        line = item[0] if isinstance(item, tuple) else item
+        if not isinstance(line, bytes):
+            continue
+        match = FETCH_META.match(line)
+        if not match:
+            continue
+        record: dict = {}
+        for m in ITEM.finditer(match.group("items")):
+            if m.group(1) == b"UID":
+                record["uid"] = int(m.group(2))
+            elif m.group(1) == b"RFC822.SIZE":
+                record["size"] = int(m.group(2))
+            elif m.group(3) is not None:
+                flags = m.group(3).decode("utf-8", errors="surrogateescape").split()
+                record["flags"] = sorted(f for f in flags if f.lower() != "\\recent")
+            elif m.group(4) is not None:
+                record["internaldate"] = internaldate_utc(m.group(4).decode())
+        if "uid" in record:
+            records.append(record)
+    return records
+
+
+def fetch_bodies(data: list) -> dict[int, bytes]:
+    """UID FETCH (BODY.PEEK[]) answers as {uid: the message as served}."""
+    bodies = {}
+    for item in data:
+        if isinstance(item, tuple):
+            uid = re.search(rb"UID (\d+)", item[0])
+            if uid:
+                bodies[int(uid.group(1))] = item[1]
+    return bodies
+
+
+def check(answer: tuple, what: str) -> list:
+    typ, data = answer
+    if typ != "OK":
+        text = b" ".join(d for d in data if isinstance(d, bytes)).decode(errors="replace")
+        raise Failure(f"IMAP {what}: {typ} {text}")
+    return data
+
+
+# --------------------------------------------------------------------------- sessions
+
+def loopback_tls() -> ssl.SSLContext:
+    # Loopback only: the certificate names the public host name, not 127.0.0.1.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def plain(authzid: str, authcid: str, password: str) -> bytes:
+    return f"{authzid}\0{authcid}\0{password}".encode()
+
+
+class Store:
+    """How this host's store lets root read a user's mail."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.kind = args.store
+        # Dovecot only: {user: a Maildir to read instead of the user's live mail}
+        self.maildirs: dict[str, str] = {}
+        self.admin_user = args.admin_user
+        self.admin_pw = None
+        if self.kind == "cyrus":
+            with open(args.admin_pw_file, encoding="utf-8") as handle:
+                self.admin_pw = handle.read().strip()
+
+    def imap(self, user: str) -> imaplib.IMAP4:
+        if self.kind == "dovecot":
+            words = ["doveadm", "exec", "imap", "-u", user, *self.location(user)]
+            imap = imaplib.IMAP4_stream(" ".join(shlex.quote(w) for w in words))
+            if imap.state != "AUTH":
+                raise Failure(f"{user}: Dovecot did not open the mailbox: {imap.welcome!r}")
+            return imap
+        imap = imaplib.IMAP4("127.0.0.1", 143, timeout=TIMEOUT)
+        check(imap.starttls(loopback_tls()), "STARTTLS")
+        try:
+            check(imap.authenticate("PLAIN", lambda _: plain(user, self.admin_user,
+                                                             self.admin_pw)),
+                  f"login of {self.admin_user} as {user}")
+        except imaplib.IMAP4.error as exc:
+            raise Failure(f"{user}: the admin cannot open the mailbox: {exc}") from None
+        return imap
+
+    def location(self, user: str) -> list[str]:
+        if user not in self.maildirs:
+            return []
+        return ["-o", f"mail_location=maildir:{self.maildirs[user]}"]
+
+    def uidls(self, user: str) -> list[str]:
+        if self.kind == "dovecot":
+            return dovecot_uidls(user, self.location(user))
+        pop = poplib.POP3("127.0.0.1", 110, timeout=TIMEOUT)
+        try:
+            pop.stls(loopback_tls())
+            token = base64.b64encode(plain(user, self.admin_user, self.admin_pw)).decode()
+            pop._shortcmd("AUTH PLAIN " + token)  # RFC 5034 initial response
+            _, lines, _ = pop.uidl()
+        except poplib.error_proto as exc:
+            raise Failure(f"{user}: POP3: {exc}") from None
+        finally:
+            with contextlib.suppress(poplib.error_proto, OSError):
+                pop.quit()
+        return [line.split()[1].decode() for line in lines]
+
+
+def dovecot_uidls(user: str, options: list[str]) -> list[str]:
+    """UIDL from Dovecot's POP3 server, pre-authenticated on a pipe (it sends no greeting
+    then): the listing is what lies between UIDL's +OK and the only "." line."""
+    run = subprocess.run(["doveadm", "exec", "pop3", "-u", user, *options],
+                         input=b"UIDL\r\nQUIT\r\n", capture_output=True, timeout=TIMEOUT,
+                         check=False)
+    lines = run.stdout.split(b"\r\n")
+    if b"." not in lines:
+        raise Failure(f"{user}: POP3 UIDL failed: {run.stdout[:200]!r} {run.stderr[:200]!r}")
+    listing = lines[:lines.index(b".")]
+    start = max(i for i, line in enumerate(listing) if line.startswith(b"+OK"))
+    return [line.split()[1].decode() for line in listing[start + 1:]]
+
+
+# --------------------------------------------------------------------------- manifest
+
+def quota(imap: imaplib.IMAP4) -> dict:
+    typ, data = imap.getquotaroot("INBOX")
+    if typ != "OK":
+        return {}
+    resources: dict = {}
+    for line in data[1] if len(data) > 1 else []:
+        if not isinstance(line, bytes) or b"(" not in line:
+            continue
+        words = line[line.rfind(b"(") + 1:line.rfind(b")")].split()
+        for i in range(0, len(words) - 2, 3):
+            resources[words[i].decode().upper()] = [int(words[i + 1]), int(words[i + 2])]
+    return resources
+
+
+def mailbox(imap: imaplib.IMAP4, name: str, subscribed: bool) -> dict:
+    check(imap.select(quote(name), readonly=True), f"EXAMINE {name}")
+    status = check(imap.status(quote(name), "(MESSAGES UIDNEXT UIDVALIDITY)"), f"STATUS {name}")
+    counts = {k.decode(): int(v) for k, v in re.findall(rb"(\w+) (\d+)", status[-1] or b"")}
+    messages = []
+    if counts.get("MESSAGES"):
+        meta = fetch_meta(check(imap.uid("FETCH", "1:*", "(UID FLAGS INTERNALDATE RFC822.SIZE)"),
+                                f"FETCH {name}"))
+        batch: list[dict] = []
+        for record in sorted(meta, key=lambda r: r["uid"]):
+            batch.append(record)
+            if sum(r.get("size", 0) for r in batch) >= BODY_BATCH_BYTES:
+                hash_bodies(imap, name, batch)
+                batch = []
+        hash_bodies(imap, name, batch)
+        messages = sorted(meta, key=lambda r: r["uid"])
+    imap.close()
+    return {"subscribed": subscribed, "uidvalidity": counts.get("UIDVALIDITY"),
+            "uidnext": counts.get("UIDNEXT"), "count": len(messages), "messages": messages}
+
+
+def hash_bodies(imap: imaplib.IMAP4, name: str, batch: list[dict]) -> None:
+    if not batch:
+        return
+    uids = ",".join(str(r["uid"]) for r in batch)
+    bodies = fetch_bodies(check(imap.uid("FETCH", uids, "(BODY.PEEK[])"), f"FETCH {name}"))
+    for record in batch:
+        body = bodies.get(record["uid"])
+        if body is None:  # expunged meanwhile: it is not part of the mailbox any more
+            record["sha256"] = None
+            continue
+        record["sha256"] = hashlib.sha256(body).hexdigest()
+    batch[:] = [r for r in batch if r["sha256"] is not None]
+
+
+def user_manifest(store: Store, user: str) -> dict:
+    imap = store.imap(user)
+    try:
+        listed = list_lines(check(imap.list('""', "*"), "LIST"))
+        subscribed = {name for name, _ in list_lines(check(imap.lsub('""', "*"), "LSUB"))}
+        boxes = {}
+        for name, attrs in sorted(listed):
+            if re.search(rb"\\(Noselect|NonExistent)\b", attrs, re.I):
+                continue
+            boxes[name] = mailbox(imap, name, name in subscribed)
+        resources = quota(imap)
+    finally:
+        with contextlib.suppress(imaplib.IMAP4.error, OSError):
+            imap.logout()
+    # a message expunged between FETCHes is gone from the count too
+    return {"mailboxes": boxes, "quota": resources, "pop3_uidls": store.uidls(user),
+            "sieve": None}
+
+
+def cmd_manifest(args: argparse.Namespace, store: Store | None = None) -> dict:
+    store = store or Store(args)
+    taken = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    users = {user: user_manifest(store, user) for user in sorted(set(args.user))}
+    return {"mailctl_manifest": FORMAT, "taken": taken, "host": socket.getfqdn(),
+            "store": args.store, "users": users}
+
+
+# --------------------------------------------------------------------------- backup, restore
+
+def run(argv: list[str], what: str, retries: int = 1) -> None:
+    """Run a store tool; dsync's exit code 2 (changed meanwhile, sync again) is retried."""
+    for attempt in range(retries):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=3600, check=False)
+        if done.returncode == 0:
+            return
+        if done.returncode != 2 or attempt + 1 == retries:
+            why = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+            raise Failure(f"{what}: {why}")
+
+
+def chown_tree(root: str, owner: str) -> None:
+    entry = pwd.getpwnam(owner)
+    for top, dirs, files in os.walk(root):
+        for name in [top, *(os.path.join(top, f) for f in dirs + files)]:
+            os.lchown(name, entry.pw_uid, entry.pw_gid)
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dovecot_copy(user: str, copy: str, *, reverse: bool = False) -> None:
+    """dsync's one-way backup: the copy becomes identical to the user's mail (UIDs,
+    UIDVALIDITY, flags, keywords, dates, folders, subscriptions), or with reverse the user's
+    mail becomes identical to the copy."""
+    argv = ["doveadm", "backup", *(["-R"] if reverse else []), "-u", user, f"maildir:{copy}"]
+    run(argv, f"{user}: doveadm backup{' -R' if reverse else ''}", retries=3)
+
+
+def cmd_backup(args: argparse.Namespace) -> dict:
+    """Copy the users' mail into a staging directory with the store's own tool, take the
+    manifest of that copy (so it describes exactly what the archive holds, however much mail
+    arrived meanwhile), and pack both into one archive for the controller to fetch."""
+    stage = tempfile.mkdtemp(prefix="mailctl-backup-", dir=args.work_dir)
+    archive = stage + ".tar.gz"
+    try:
+        os.chmod(stage, 0o700)
+        chown_tree(stage, args.vmail_user)  # dsync writes the copy as the mail user
+        for user in sorted(set(args.user)):
+            dovecot_copy(user, f"{stage}/{user}/Maildir")
+        store = Store(args)
+        store.maildirs = {user: f"{stage}/{user}/Maildir" for user in args.user}
+        manifest = cmd_manifest(args, store)
+        with open(os.path.join(stage, "manifest.json"), "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, sort_keys=True)
+        run(["tar", "-C", stage, "-czf", archive, "."], "packing the backup")
+        os.chmod(archive, 0o600)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return {"archive": archive, "bytes": os.path.getsize(archive),
+            "sha256": sha256_file(archive), "manifest": manifest}
+
+
+def newer_mail(live: dict, saved: dict) -> list[str]:
+    """Mailboxes whose live messages are not all in the backup: what a restore would remove."""
+    found = []
+    for name, box in sorted(live["mailboxes"].items()):
+        kept = Counter(m["sha256"] for m in saved["mailboxes"].get(name, {}).get("messages", []))
+        extra = Counter(m["sha256"] for m in box["messages"]) - kept
+        if extra:
+            found.append(f"{name} ({sum(extra.values())})")
+    return found
+
+
+class Paused:
+    """Postfix defers delivery to these users while the block runs: their mail waits in the
+    queue (transport `retry`, listed in the map main.cf's transport_maps names), mail to
+    everyone else flows. Leaving releases only the queue entries of these users. If this
+    process dies inside, the users stay paused and their mail stays queued; a re-run
+    releases it."""
+
+    REASON = "retry:4.2.0 mailbox paused by mailctl (restore or migration)"
+
+    def __init__(self, users: list[str], map_path: str):
+        self.users, self.map_path = sorted(set(users)), map_path
+
+    def _write(self, users: set[str]) -> None:
+        tmp = self.map_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.writelines(f"{u} {self.REASON}\n" for u in sorted(users))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, self.map_path)
+        run(["postfix", "reload"], "postfix reload")
+
+    def _listed(self) -> set[str]:
+        try:
+            with open(self.map_path, encoding="utf-8") as handle:
+                return {line.split()[0] for line in handle if line.strip()}
+        except FileNotFoundError:
+            return set()
+
+    def queued(self, states: tuple[str, ...]) -> list[str]:
+        """Queue ids holding a not yet delivered recipient among the users."""
+        done = subprocess.run(["postqueue", "-j"], capture_output=True, text=True,
+                              timeout=TIMEOUT, check=True)
+        ids = []
+        for line in done.stdout.splitlines():
+            entry = json.loads(line)
+            rcpts = {r.get("address", "").lower() for r in entry.get("recipients", [])}
+            if entry.get("queue_name") in states and rcpts & set(self.users):
+                ids.append(entry["queue_id"])
+        return ids
+
+    def __enter__(self) -> Paused:
+        self._write(self._listed() | set(self.users))
+        # deliveries already handed to the store finish; wait for them (bounded)
+        deadline = time.monotonic() + TIMEOUT
+        while self.queued(("active",)):
+            if time.monotonic() > deadline:
+                raise Failure("deliveries to the paused users did not finish within "
+                              f"{TIMEOUT} s")
+            time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        self._write(self._listed() - set(self.users))
+        for queue_id in self.queued(("deferred", "incoming", "active")):
+            subprocess.run(["postqueue", "-i", queue_id], capture_output=True, timeout=TIMEOUT,
+                           check=False)
+
+
+def makedirs_owned(path: str, owner: str) -> None:
+    """Create the missing directories of path, owned by owner (mode 0700, as Dovecot does)."""
+    if os.path.isdir(path):
+        return
+    makedirs_owned(os.path.dirname(path), owner)
+    os.mkdir(path, 0o700)
+    entry = pwd.getpwnam(owner)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def dovecot_home(user: str) -> str:
+    done = subprocess.run(["doveadm", "user", "-f", "home", user], capture_output=True,
+                          text=True, timeout=TIMEOUT, check=False)
+    home = done.stdout.strip()
+    if done.returncode != 0 or not home.startswith("/"):
+        raise Failure(f"{user}: Dovecot does not know this user: {done.stderr.strip()}")
+    return home
+
+
+def dovecot_replace(user: str, copy: str, vmail_user: str, stamp: str) -> str | None:
+    """Put the copy in place of the user's Maildir (Dovecot's own files: UIDs, UIDVALIDITY,
+    flags, keywords, dates, folders and subscriptions come back exactly). The old Maildir is
+    moved aside, never deleted here; its path is returned."""
+    home = dovecot_home(user)
+    live, incoming = f"{home}/Maildir", f"{home}/.Maildir.mailctl-restore"
+    aside = f"{home}/Maildir.replaced-{stamp}"
+    shutil.rmtree(incoming, ignore_errors=True)
+    makedirs_owned(home, vmail_user)
+    run(["cp", "-a", copy, incoming], f"{user}: copying the backup into place")
+    chown_tree(incoming, vmail_user)
+    subprocess.run(["doveadm", "kick", user], capture_output=True, timeout=TIMEOUT, check=False)
+    had = os.path.exists(live)
+    if had:
+        os.rename(live, aside)
+    os.rename(incoming, live)
+    return aside if had else None
+
+
+def cmd_restore(args: argparse.Namespace) -> dict:
+    """Make each user's mail what the archive holds, exactly. Mail the archive does not have
+    is never removed silently: without --force such a user stops the restore before any
+    change; with it, the replaced mail is kept aside on the host."""
+    stage = tempfile.mkdtemp(prefix="mailctl-restore-", dir=args.work_dir)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    kept_aside = {}
+    try:
+        os.chmod(stage, 0o700)
+        run(["tar", "-C", stage, "-xzf", args.archive], "unpacking the backup")
+        chown_tree(stage, args.vmail_user)
+        with open(os.path.join(stage, "manifest.json"), encoding="utf-8") as handle:
+            saved = json.load(handle)["users"]
+        users = sorted(set(args.user))
+        missing = [u for u in users if u not in saved]
+        if missing:
+            raise Failure(f"{', '.join(missing)}: not in this backup")
+        live = Store(args)
+        with Paused(users, args.paused_map):
+            for user in users:
+                newer = newer_mail(user_manifest(live, user), saved[user])
+                if newer and not args.force:
+                    raise Failure(f"{user}: holds mail the backup does not have, in "
+                                  f"{', '.join(newer)}; restoring would remove it (--force "
+                                  "replaces it and keeps it aside; nothing was changed)")
+            for user in users:
+                aside = dovecot_replace(user, f"{stage}/{user}/Maildir", args.vmail_user,
+                                        stamp)
+                run(["doveadm", "quota", "recalc", "-u", user], f"{user}: quota recalc")
+                if aside:
+                    # read again what was replaced: a client may have added mail since the
+                    # check; only a Maildir with nothing the backup lacks is removed
+                    old = Store(args)
+                    old.maildirs = {user: aside}
+                    if newer_mail(user_manifest(old, user), saved[user]):
+                        kept_aside[user] = aside
+                    else:
+                        shutil.rmtree(aside)
+            result = cmd_manifest(args)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        os.unlink(args.archive)
+    result["kept_aside"] = kept_aside
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="mailbox_agent.py")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands = {"manifest": cmd_manifest, "backup": cmd_backup, "restore": cmd_restore}
+    for name in commands:
+        p = sub.add_parser(name)
+        p.add_argument("--store", choices=("dovecot", "cyrus"), required=True)
+        p.add_argument("--user", action="append", required=True)
+        p.add_argument("--admin-user", default="cyrus")
+        p.add_argument("--admin-pw-file", default="/etc/mailctl/cyrus-admin.pw")
+        p.add_argument("--vmail-user", default="vmail")
+        p.add_argument("--work-dir", default="/var/tmp")
+        p.add_argument("--paused-map", default="/etc/mailctl/paused-users")
+        if name == "restore":
+            p.add_argument("--archive", required=True)
+            p.add_argument("--force", action="store_true")
+    args = parser.parse_args()
+    started = time.monotonic()
+    try:
+        result = commands[args.command](args)
+    except (Failure, OSError, imaplib.IMAP4.error, subprocess.SubprocessError) as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 1
+    result["seconds"] = round(time.monotonic() - started, 3)
+    json.dump(result, sys.stdout, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
