@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 AGENT = Path(__file__).parent / "hostside" / "mailbox_agent.py"
 # where the cyrus role keeps the Cyrus admin's password (roles/cyrus/vars/main.yml)
 CYRUS_ADMIN_PW = "{state_dir}/cyrus-admin.pw"
+# the users whose delivery Postfix pauses (templates/postfix/main.cf.j2, roles/postfix)
+PAUSED_USERS = "{state_dir}/paused-users"
 
 
 def store_host(inv: Inventory, limit: str | None, backend: str | None) -> MailHost:
@@ -57,8 +59,9 @@ def agent_args(host: MailHost, users: list[str], command: str = "manifest",
     words = [command, "--store", host.backend or "", "--vmail-user", where["vmail"], *extra]
     for user in users:
         words += ["--user", user]
+    words += ["--paused-map", PAUSED_USERS.format(**where)]
     if host.backend == "cyrus":
-        words += ["--admin-user", where["cyrus"],
+        words += ["--admin-user", where["cyrus"], "--cyrus-bin", where["cyrus_bin_dir"],
                   "--admin-pw-file", CYRUS_ADMIN_PW.format(**where)]
     return " ".join(shlex.quote(w) for w in words)
 

@@ -30,6 +30,7 @@ import os
 import poplib
 import pwd
 import re
+import secrets
 import shlex
 import shutil
 import socket
@@ -85,6 +86,25 @@ def list_lines(data: list) -> list[tuple[str, bytes]]:
         if match:
             out.append((unquote(match.group("name")), match.group("attrs")))
     return out
+
+
+def selectable(imap: imaplib.IMAP4) -> list[str]:
+    """The names LIST shows that can be opened (not \\Noselect or \\NonExistent)."""
+    listed = list_lines(check(imap.list('""', "*"), "LIST"))
+    return sorted(name for name, attrs in listed
+                  if not re.search(rb"\\(Noselect|NonExistent)\b", attrs, re.I))
+
+
+def quota_resources(lines: list) -> dict:
+    """QUOTA answers ('ROOT (STORAGE 10 1024 MESSAGE 3 100)') as {resource: [used, limit]}."""
+    resources: dict = {}
+    for line in lines:
+        if not isinstance(line, bytes) or b"(" not in line:
+            continue
+        words = line[line.rfind(b"(") + 1:line.rfind(b")")].split()
+        for i in range(0, len(words) - 2, 3):
+            resources[words[i].decode().upper()] = [int(words[i + 1]), int(words[i + 2])]
+    return resources
 
 
 def internaldate_utc(text: str) -> str:
@@ -160,7 +180,13 @@ class Store:
         self.maildirs: dict[str, str] = {}
         self.admin_user = args.admin_user
         self.admin_pw = None
+        if self.kind == "dovecot" and not shutil.which("doveadm"):
+            raise Failure("Dovecot is not installed here (doveadm not found): does the "
+                          "host's mail_backend match the inventory?")
         if self.kind == "cyrus":
+            if not os.path.exists(args.admin_pw_file):
+                raise Failure(f"{args.admin_pw_file} not found: is this host a Cyrus store "
+                              "deployed by mailctl?")
             with open(args.admin_pw_file, encoding="utf-8") as handle:
                 self.admin_pw = handle.read().strip()
 
@@ -221,16 +247,7 @@ def dovecot_uidls(user: str, options: list[str]) -> list[str]:
 
 def quota(imap: imaplib.IMAP4) -> dict:
     typ, data = imap.getquotaroot("INBOX")
-    if typ != "OK":
-        return {}
-    resources: dict = {}
-    for line in data[1] if len(data) > 1 else []:
-        if not isinstance(line, bytes) or b"(" not in line:
-            continue
-        words = line[line.rfind(b"(") + 1:line.rfind(b")")].split()
-        for i in range(0, len(words) - 2, 3):
-            resources[words[i].decode().upper()] = [int(words[i + 1]), int(words[i + 2])]
-    return resources
+    return quota_resources(data[1]) if typ == "OK" and len(data) > 1 else {}
 
 
 def mailbox(imap: imaplib.IMAP4, name: str, subscribed: bool) -> dict:
@@ -271,13 +288,8 @@ def hash_bodies(imap: imaplib.IMAP4, name: str, batch: list[dict]) -> None:
 def user_manifest(store: Store, user: str) -> dict:
     imap = store.imap(user)
     try:
-        listed = list_lines(check(imap.list('""', "*"), "LIST"))
         subscribed = {name for name, _ in list_lines(check(imap.lsub('""', "*"), "LSUB"))}
-        boxes = {}
-        for name, attrs in sorted(listed):
-            if re.search(rb"\\(Noselect|NonExistent)\b", attrs, re.I):
-                continue
-            boxes[name] = mailbox(imap, name, name in subscribed)
+        boxes = {name: mailbox(imap, name, name in subscribed) for name in selectable(imap)}
         resources = quota(imap)
     finally:
         with contextlib.suppress(imaplib.IMAP4.error, OSError):
@@ -332,19 +344,18 @@ def dovecot_copy(user: str, copy: str, *, reverse: bool = False) -> None:
 
 
 def cmd_backup(args: argparse.Namespace) -> dict:
-    """Copy the users' mail into a staging directory with the store's own tool, take the
-    manifest of that copy (so it describes exactly what the archive holds, however much mail
-    arrived meanwhile), and pack both into one archive for the controller to fetch."""
+    """Copy the users' mail into a staging directory with the store's own means, take the
+    manifest of exactly what was copied, and pack both into one archive for the controller
+    to fetch."""
     stage = tempfile.mkdtemp(prefix="mailctl-backup-", dir=args.work_dir)
     archive = stage + ".tar.gz"
+    users = sorted(set(args.user))
     try:
         os.chmod(stage, 0o700)
-        chown_tree(stage, args.vmail_user)  # dsync writes the copy as the mail user
-        for user in sorted(set(args.user)):
-            dovecot_copy(user, f"{stage}/{user}/Maildir")
-        store = Store(args)
-        store.maildirs = {user: f"{stage}/{user}/Maildir" for user in args.user}
-        manifest = cmd_manifest(args, store)
+        if args.store == "dovecot":
+            manifest = dovecot_backup(args, users, stage)
+        else:
+            manifest = Cyrus(args).backup(users, stage)
         with open(os.path.join(stage, "manifest.json"), "w", encoding="utf-8") as handle:
             json.dump(manifest, handle, sort_keys=True)
         run(["tar", "-C", stage, "-czf", archive, "."], "packing the backup")
@@ -353,6 +364,196 @@ def cmd_backup(args: argparse.Namespace) -> dict:
         shutil.rmtree(stage, ignore_errors=True)
     return {"archive": archive, "bytes": os.path.getsize(archive),
             "sha256": sha256_file(archive), "manifest": manifest}
+
+
+def dovecot_backup(args: argparse.Namespace, users: list[str], stage: str) -> dict:
+    """dsync copies each user consistently per mailbox; the manifest is read from the copy
+    itself, so it describes what the archive holds however much mail arrived meanwhile."""
+    chown_tree(stage, args.vmail_user)  # dsync writes the copy as the mail user
+    for user in users:
+        dovecot_copy(user, f"{stage}/{user}/Maildir")
+    store = Store(args)
+    store.maildirs = {user: f"{stage}/{user}/Maildir" for user in users}
+    return cmd_manifest(args, store)
+
+
+class Cyrus:
+    """Cyrus 3.6's own files, per user: the mailboxes.db entries (ctl_mboxlist -d), each
+    mailbox's directory (messages, cyrus.index, cyrus.header, cyrus.cache, annotations) and
+    the user's files (subscriptions, seen, counters), found with mbpath. A restore undumps
+    the entries under new unique ids (the deleted mailboxes Cyrus keeps aside still hold the
+    old ones), puts the files in place and lets reconstruct adopt them: UIDs, UIDVALIDITY,
+    flags, keywords, dates and subscriptions come back exactly."""
+
+    ATTEMPTS = 5  # copies of a user retried while the user's own client changes the mail
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.bin = args.cyrus_bin
+        entry = pwd.getpwnam(args.admin_user)
+        self.uid, self.gid = entry.pw_uid, entry.pw_gid
+
+    def tool(self, name: str, *argv: str, stdin: str | None = None) -> str:
+        done = subprocess.run([os.path.join(self.bin, name), *argv], input=stdin,
+                              capture_output=True, text=True, timeout=3600, check=False,
+                              user=self.uid, group=self.gid)
+        if done.returncode != 0:
+            why = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+            raise Failure(f"{name} {' '.join(argv)}: {why}")
+        return done.stdout
+
+    def entries(self, user: str) -> dict:
+        """The user's live mailboxes.db entries (not the deleted ones kept aside)."""
+        local, _, domain = user.partition("@")
+        inbox = f"{domain}!user.{local.replace('.', '^')}"
+        dump = json.loads(self.tool("ctl_mboxlist", "-d") or "{}")
+        return {name: entry for name, entry in dump.items()
+                if (name == inbox or name.startswith(inbox + "."))
+                and "d" not in entry.get("mbtype", "")}
+
+    @staticmethod
+    def external(intname: str) -> str:
+        """sandbox.test!user.bob.Archive -> user/bob/Archive@sandbox.test (modified UTF-7)."""
+        domain, _, rest = intname.partition("!")
+        parts = [p.replace("^", ".") for p in rest.split(".")]
+        return "/".join(parts) + "@" + domain
+
+    def paths(self, intname: str) -> dict:
+        return json.loads(self.tool("mbpath", "-7", "-j", self.external(intname)))
+
+    def status(self, user: str) -> dict:
+        imap = Store(self.args).imap(user)
+        try:
+            return {n: check(imap.status(quote(n), "(MESSAGES UIDNEXT HIGHESTMODSEQ)"),
+                             f"STATUS {n}")[-1] for n in selectable(imap)}
+        finally:
+            with contextlib.suppress(imaplib.IMAP4.error, OSError):
+                imap.logout()
+
+    def copy_user(self, user: str, into: str) -> None:
+        shutil.rmtree(into, ignore_errors=True)
+        os.makedirs(into)
+        entries = self.entries(user)
+        userfiles = None
+        for intname, entry in entries.items():
+            where = self.paths(intname)
+            box = os.path.join(into, "mailboxes", entry["uniqueid"])
+            os.makedirs(box)
+            for name in os.listdir(where["data"]):
+                path = os.path.join(where["data"], name)
+                if os.path.isfile(path):
+                    shutil.copy2(path, box)
+            userfiles = userfiles or where["user"]
+        os.makedirs(os.path.join(into, "user"))
+        for path in (userfiles or {}).values():
+            if os.path.isfile(path) and not path.endswith(("conversations.db", "xapianactive.db")):
+                shutil.copy2(path, os.path.join(into, "user"))
+        with open(os.path.join(into, "mailboxes.json"), "w", encoding="utf-8") as handle:
+            json.dump(entries, handle, sort_keys=True)
+
+    def backup(self, users: list[str], stage: str) -> dict:
+        """Each user's delivery is paused while their files are copied; a copy counts only
+        if nothing changed between before and after it (the user's own client may still
+        act), and the manifest is read inside that quiet window."""
+        store = Store(self.args)
+        taken = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        found = {}
+        with Paused(users, self.args.paused_map):
+            for user in users:
+                for _ in range(self.ATTEMPTS):
+                    before = self.status(user)
+                    self.copy_user(user, os.path.join(stage, user))
+                    found[user] = user_manifest(store, user)
+                    if self.status(user) == before:
+                        break
+                    time.sleep(0.5)
+                else:
+                    raise Failure(f"{user}: the mailbox kept changing during "
+                                  f"{self.ATTEMPTS} copies; try again")
+        return {"mailctl_manifest": FORMAT, "taken": taken, "host": socket.getfqdn(),
+                "store": "cyrus", "users": found}
+
+    def restore(self, user: str, copy: str, saved: dict) -> str | None:
+        """Replace the user's mailboxes with the copy. The replaced ones are deleted the
+        Cyrus way (delete_mode delayed: kept under DELETED/ until cyr_expire's -D days, and
+        an admin can RENAME them back); the name of the deleted INBOX is returned."""
+        with open(os.path.join(copy, "mailboxes.json"), encoding="utf-8") as handle:
+            entries = json.load(handle)
+        live = self.entries(user)
+        local, _, domain = user.partition("@")
+        inbox = f"user/{local}@{domain}"
+        admin = self.admin_imap()
+        aside = None
+        try:
+            limits = storage_limits(admin, inbox) if live else {}
+            limits = limits or {k: v[1] for k, v in saved.get("quota", {}).items()}
+            if live:
+                # an admin may give itself any right; deleting a user needs x (delete)
+                check(admin.setacl(quote(inbox), self.args.admin_user, "lrswipkxtecda"),
+                      f"SETACL {inbox}")
+                check(admin.delete(quote(inbox)), f"DELETE {inbox}")
+                aside = deleted_inbox(admin, local, domain)
+            fresh = {}
+            for intname, entry in entries.items():
+                fresh[intname] = dict(entry, uniqueid=new_uniqueid(), name_history=[])
+            self.tool("ctl_mboxlist", "-u", stdin=json.dumps(fresh))
+            userdir = None
+            for intname, entry in entries.items():
+                where = self.paths(intname)
+                os.makedirs(where["data"], exist_ok=True)
+                source = os.path.join(copy, "mailboxes", entry["uniqueid"])
+                for name in os.listdir(source):
+                    shutil.copy2(os.path.join(source, name), where["data"])
+                userdir = userdir or os.path.dirname(where["user"]["sub"])
+            if userdir:
+                os.makedirs(userdir, exist_ok=True)
+                for name in os.listdir(os.path.join(copy, "user")):
+                    shutil.copy2(os.path.join(copy, "user", name), userdir)
+            for path in {self.paths(n)["data"] for n in entries} | ({userdir} - {None}):
+                chown_to(path, self.uid, self.gid)
+            self.tool("reconstruct", "-M", "-r", inbox)
+            if limits:
+                spec = "(" + " ".join(f"{k} {v}" for k, v in sorted(limits.items())) + ")"
+                check(admin.setquota(quote(inbox), spec), f"SETQUOTA {inbox}")
+            self.tool("quota", "-f", inbox)
+        finally:
+            with contextlib.suppress(imaplib.IMAP4.error, OSError):
+                admin.logout()
+        return aside if live else None
+
+    def admin_imap(self) -> imaplib.IMAP4:
+        imap = imaplib.IMAP4("127.0.0.1", 143, timeout=TIMEOUT)
+        check(imap.starttls(loopback_tls()), "STARTTLS")
+        check(imap.login(self.args.admin_user, Store(self.args).admin_pw), "admin LOGIN")
+        return imap
+
+
+def deleted_inbox(admin: imaplib.IMAP4, local: str, domain: str) -> str | None:
+    """The name Cyrus gave the user's INBOX it just deleted (delete_mode delayed):
+    DELETED/user/LOCAL/<hex time>@DOMAIN, the newest of them."""
+    pattern = re.compile(rf"^DELETED/user/{re.escape(local)}/([0-9A-F]+)@{re.escape(domain)}$")
+    found = [(int(m.group(1), 16), name) for name, _ in list_lines(admin.list('""', "DELETED/*")[1])
+             if (m := pattern.match(name))]
+    return max(found)[1] if found else None
+
+
+def new_uniqueid() -> str:
+    """A Cyrus mailbox unique id: 24 characters of [a-z0-9], like its own."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(24))
+
+
+def chown_to(path: str, uid: int, gid: int) -> None:
+    os.chown(path, uid, gid)
+    for name in os.listdir(path):
+        os.chown(os.path.join(path, name), uid, gid)
+
+
+def storage_limits(imap: imaplib.IMAP4, root: str) -> dict:
+    """{resource: limit} of a quota root, {} if it has none."""
+    typ, data = imap.getquota(quote(root))
+    found = quota_resources(data) if typ == "OK" else {}
+    return {resource: limit for resource, (_, limit) in found.items()}
 
 
 def newer_mail(live: dict, saved: dict) -> list[str]:
@@ -474,7 +675,8 @@ def cmd_restore(args: argparse.Namespace) -> dict:
     try:
         os.chmod(stage, 0o700)
         run(["tar", "-C", stage, "-xzf", args.archive], "unpacking the backup")
-        chown_tree(stage, args.vmail_user)
+        if args.store == "dovecot":
+            chown_tree(stage, args.vmail_user)
         with open(os.path.join(stage, "manifest.json"), encoding="utf-8") as handle:
             saved = json.load(handle)["users"]
         users = sorted(set(args.user))
@@ -482,14 +684,20 @@ def cmd_restore(args: argparse.Namespace) -> dict:
         if missing:
             raise Failure(f"{', '.join(missing)}: not in this backup")
         live = Store(args)
+        replaced = {}
         with Paused(users, args.paused_map):
             for user in users:
-                newer = newer_mail(user_manifest(live, user), saved[user])
+                newer = replaced[user] = newer_mail(user_manifest(live, user), saved[user])
                 if newer and not args.force:
                     raise Failure(f"{user}: holds mail the backup does not have, in "
                                   f"{', '.join(newer)}; restoring would remove it (--force "
                                   "replaces it and keeps it aside; nothing was changed)")
             for user in users:
+                if args.store == "cyrus":
+                    aside = Cyrus(args).restore(user, f"{stage}/{user}", saved[user])
+                    if aside and replaced[user]:
+                        kept_aside[user] = aside
+                    continue
                 aside = dovecot_replace(user, f"{stage}/{user}/Maildir", args.vmail_user,
                                         stamp)
                 run(["doveadm", "quota", "recalc", "-u", user], f"{user}: quota recalc")
@@ -523,6 +731,7 @@ def main() -> int:
         p.add_argument("--vmail-user", default="vmail")
         p.add_argument("--work-dir", default="/var/tmp")
         p.add_argument("--paused-map", default="/etc/mailctl/paused-users")
+        p.add_argument("--cyrus-bin", default="/usr/lib/cyrus/bin")
         if name == "restore":
             p.add_argument("--archive", required=True)
             p.add_argument("--force", action="store_true")
