@@ -114,7 +114,9 @@ def _read_meta(path: Path) -> dict | None:
         meta = json.loads((path / META).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return meta if isinstance(meta, dict) and meta.get("mailctl_backup") == FORMAT else None
+    good = (isinstance(meta, dict) and meta.get("mailctl_backup") == FORMAT
+            and isinstance(meta.get("taken"), str))
+    return meta if good else None
 
 
 def find_backup(path: Path, host: str | None) -> Backup:

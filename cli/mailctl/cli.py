@@ -304,6 +304,27 @@ def mailbox_manifest(ctx, inv: Inventory, limit, backend, users, output: Path,
         click.echo(f"{summary(manifest)} -> {output}", err=True)
 
 
+@mailbox.command("release")
+@inventory_options
+@click.option("-u", "--user", "users", multiple=True,
+              help="Only this address (repeatable; default: every user of the host).")
+@verbose_option
+@click.pass_context
+def mailbox_release(ctx, inv: Inventory, limit, backend, users, verbose: bool) -> None:
+    """Let in the mail a failed restore left paused in Postfix's queue (a re-run of the
+    restore does this too, after finishing its work)."""
+    from . import mailbox as mb
+
+    host = mb.store_host(inv, limit, backend)
+    chosen = mb.chosen_users(inv, host, users)
+    vault = ctx.params.get("vault_password_file")
+    answer = mb.run_agent(inv, host, chosen, "release", vault=str(vault) if vault else None,
+                          verbose=verbose)
+    released = answer.get("released") or []
+    click.echo(f"{host.name}: " + (f"released {', '.join(released)}" if released
+                                   else "no delivery was paused for these users"))
+
+
 @mailbox.command("diff")
 @click.argument("first", type=click.Path(path_type=Path))
 @click.argument("second", type=click.Path(path_type=Path))

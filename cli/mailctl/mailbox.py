@@ -77,6 +77,8 @@ def read_answer(host: MailHost, answer: CommandResult | str, what: str) -> dict:
         found = json.loads(answer.stdout)
     except json.JSONDecodeError as exc:
         raise MailctlError(f"{host.name}: the mailbox agent's answer is not JSON: {exc}") from None
+    if not isinstance(found, dict):
+        raise MailctlError(f"{host.name}: the mailbox agent's answer is not a JSON object")
     if "users" in found:
         found["host"] = host.name  # the inventory's name, not the host's own
     if "manifest" in found:

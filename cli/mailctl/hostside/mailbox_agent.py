@@ -139,11 +139,13 @@ def fetch_meta(data: list) -> list[dict]:
 
 
 def fetch_bodies(data: list) -> dict[int, bytes]:
-    """UID FETCH (BODY.PEEK[]) answers as {uid: the message as served}."""
+    """UID FETCH (BODY.PEEK[]) answers as {uid: the message as served}. The UID may come
+    before the literal (in its tuple's head) or after it (in the next item, b' UID 9)')."""
     bodies = {}
-    for item in data:
+    for i, item in enumerate(data):
         if isinstance(item, tuple):
-            uid = re.search(rb"UID (\d+)", item[0])
+            after = data[i + 1] if i + 1 < len(data) and isinstance(data[i + 1], bytes) else b""
+            uid = re.search(rb"UID (\d+)", item[0]) or re.search(rb"UID (\d+)", after)
             if uid:
                 bodies[int(uid.group(1))] = item[1]
     return bodies
@@ -567,6 +569,14 @@ def newer_mail(live: dict, saved: dict) -> list[str]:
     return found
 
 
+def current(store: Store, args: argparse.Namespace, user: str) -> dict:
+    """The user's mail now; a Cyrus user whose mailboxes are gone has none (Cyrus's POP3
+    server cannot even open them)."""
+    if args.store == "cyrus" and not Cyrus(args).entries(user):
+        return {"mailboxes": {}}
+    return user_manifest(store, user)
+
+
 class Paused:
     """Postfix defers delivery to these users while the block runs: their mail waits in the
     queue (transport `retry`, listed in the map main.cf's transport_maps names), mail to
@@ -578,6 +588,7 @@ class Paused:
 
     def __init__(self, users: list[str], map_path: str):
         self.users, self.map_path = sorted(set(users)), map_path
+        self.keep = False  # set while a change is half done: a failure then keeps the pause
 
     def _write(self, users: set[str]) -> None:
         tmp = self.map_path + ".tmp"
@@ -587,7 +598,7 @@ class Paused:
         os.replace(tmp, self.map_path)
         run(["postfix", "reload"], "postfix reload")
 
-    def _listed(self) -> set[str]:
+    def listed(self) -> set[str]:
         try:
             with open(self.map_path, encoding="utf-8") as handle:
                 return {line.split()[0] for line in handle if line.strip()}
@@ -607,21 +618,31 @@ class Paused:
         return ids
 
     def __enter__(self) -> Paused:
-        self._write(self._listed() | set(self.users))
-        # deliveries already handed to the store finish; wait for them (bounded)
-        deadline = time.monotonic() + TIMEOUT
-        while self.queued(("active",)):
-            if time.monotonic() > deadline:
-                raise Failure("deliveries to the paused users did not finish within "
-                              f"{TIMEOUT} s")
-            time.sleep(0.5)
+        self._write(self.listed() | set(self.users))
+        try:
+            # deliveries already handed to the store finish; wait for them (bounded)
+            deadline = time.monotonic() + TIMEOUT
+            while self.queued(("active",)):
+                if time.monotonic() > deadline:
+                    raise Failure("deliveries to the paused users did not finish within "
+                                  f"{TIMEOUT} s")
+                time.sleep(0.5)
+        except BaseException:
+            self.release()  # the block never runs: nothing may stay paused
+            raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    def __exit__(self, kind, error, trace) -> None:
+        if error is None or not self.keep:
+            self.release()
+            return
+        # a failure in the middle of a change: mail must not reach a half-restored mailbox
+        raise Failure(f"{error}; delivery to {', '.join(self.users)} stays paused (the mail "
+                      "waits in Postfix's queue): run the same command again, it resumes; "
+                      "`mailctl mailbox release` lets the mail in as it is") from error
 
     def release(self) -> None:
-        self._write(self._listed() - set(self.users))
+        self._write(self.listed() - set(self.users))
         for queue_id in self.queued(("deferred", "incoming", "active")):
             subprocess.run(["postqueue", "-i", queue_id], capture_output=True, timeout=TIMEOUT,
                            check=False)
@@ -685,13 +706,15 @@ def cmd_restore(args: argparse.Namespace) -> dict:
             raise Failure(f"{', '.join(missing)}: not in this backup")
         live = Store(args)
         replaced = {}
-        with Paused(users, args.paused_map):
+        with Paused(users, args.paused_map) as paused:
             for user in users:
-                newer = replaced[user] = newer_mail(user_manifest(live, user), saved[user])
+                now = current(live, args, user)
+                newer = replaced[user] = newer_mail(now, saved[user])
                 if newer and not args.force:
                     raise Failure(f"{user}: holds mail the backup does not have, in "
                                   f"{', '.join(newer)}; restoring would remove it (--force "
                                   "replaces it and keeps it aside; nothing was changed)")
+            paused.keep = True
             for user in users:
                 if args.store == "cyrus":
                     aside = Cyrus(args).restore(user, f"{stage}/{user}", saved[user])
@@ -710,6 +733,7 @@ def cmd_restore(args: argparse.Namespace) -> dict:
                         kept_aside[user] = aside
                     else:
                         shutil.rmtree(aside)
+            paused.keep = False
             result = cmd_manifest(args)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -718,10 +742,19 @@ def cmd_restore(args: argparse.Namespace) -> dict:
     return result
 
 
+def cmd_release(args: argparse.Namespace) -> dict:
+    """Let the users' paused mail in, as their mailboxes are now."""
+    paused = Paused(args.user, args.paused_map)
+    was = sorted(set(paused.users) & paused.listed())
+    paused.release()
+    return {"released": was}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="mailbox_agent.py")
     sub = parser.add_subparsers(dest="command", required=True)
-    commands = {"manifest": cmd_manifest, "backup": cmd_backup, "restore": cmd_restore}
+    commands = {"manifest": cmd_manifest, "backup": cmd_backup, "restore": cmd_restore,
+                "release": cmd_release}
     for name in commands:
         p = sub.add_parser(name)
         p.add_argument("--store", choices=("dovecot", "cyrus"), required=True)
