@@ -200,3 +200,24 @@ def test_the_sandbox_shows_its_defences(sandbox_up):
     result = run("bans", "-i", str(SANDBOX))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "none" in result.stdout, result.stdout
+
+
+def test_the_sandbox_backs_up_and_restores_in_one_command_each(sandbox_up, tmp_path):
+    """What the README shows a user ([6/8]): a backup of the sandbox, a restore that proves
+    itself by the manifest, a manifest and a diff of two manifests."""
+    backups = tmp_path / "backups"
+    done = run("backup", "-i", str(SANDBOX), "--host", "mailctl-sandbox", "--to", str(backups))
+    assert done.returncode == 0, done.stdout + done.stderr
+    (version,) = backups.iterdir()
+    assert {p.name for p in version.iterdir()} == {"mail.tar.gz", "mailctl-backup.json",
+                                                  "manifest.json"}
+    assert all(p.stat().st_mode & 0o077 == 0 for p in version.iterdir())
+    done = run("restore", "-i", str(SANDBOX), "--from", str(backups))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the host's manifest equals the backup's" in done.stdout
+    done = run("mailbox", "manifest", "-i", str(SANDBOX), "--host", "mailctl-sandbox",
+               "-o", str(tmp_path / "now.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = run("mailbox", "diff", str(version / "manifest.json"), str(tmp_path / "now.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the manifests are equal" in done.stdout
