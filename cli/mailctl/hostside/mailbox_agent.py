@@ -635,6 +635,8 @@ class Paused:
     def __exit__(self, kind, error, trace) -> None:
         if error is None or not self.keep:
             self.release()
+            if isinstance(error, Exception) and "nothing was changed" not in str(error):
+                raise Failure(f"{error}; nothing was changed") from error
             return
         # a failure in the middle of a change: mail must not reach a half-restored mailbox
         raise Failure(f"{error}; delivery to {', '.join(self.users)} stays paused (the mail "
