@@ -580,9 +580,11 @@ def current(store: Store, args: argparse.Namespace, user: str) -> dict:
 class Paused:
     """Postfix defers delivery to these users while the block runs: their mail waits in the
     queue (transport `retry`, listed in the map main.cf's transport_maps names), mail to
-    everyone else flows. Leaving releases only the queue entries of these users. If this
-    process dies inside, the users stay paused and their mail stays queued; a re-run
-    releases it."""
+    everyone else flows. Senders still get 250: smtpd answers 450 at RCPT for an address
+    that resolves to `retry`, but not for one found in virtual_alias_maps, where mailctl
+    maps every user to itself (templates/postfix/virtual_aliases.j2). Leaving releases only
+    the queue entries of these users. If this process dies inside, the users stay paused
+    and their mail stays queued; a re-run releases it."""
 
     REASON = "retry:4.2.0 mailbox paused by mailctl (restore or migration)"
 
