@@ -242,7 +242,7 @@ def test_take_backup_writes_a_version(tmp_path: Path, monkeypatch: pytest.Monkey
     inv = SimpleNamespace(source=tmp_path / "hosts.yml")
     to_dir = tmp_path / "backups" / "new"
     got = bk.take_backup(inv, _store_host(), ["alice@example.test"], to_dir, vault=None,
-                         verbose=False, echo=lambda _: None)
+                         verbose=False)
     assert got.path == to_dir / "mail.example.test-20261202T120000Z"
     assert sorted(p.name for p in to_dir.iterdir()) == [got.path.name]
     assert sorted(p.name for p in got.path.iterdir()) == [bk.ARCHIVE, bk.META, bk.MANIFEST]
@@ -268,8 +268,7 @@ def test_take_backup_fails_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     hosts = _Hosts(monkeypatch, _backup_answer(), fetched=fetched, copy_error=copy_error)
     with pytest.raises(MailctlError, match=rf"^{HOST}: {message}$"):
         bk.take_backup(SimpleNamespace(source=tmp_path / "hosts.yml"), _store_host(),
-                       ["alice@example.test"], tmp_path / "b", vault=None, verbose=False,
-                       echo=lambda _: None)
+                       ["alice@example.test"], tmp_path / "b", vault=None, verbose=False)
     assert list((tmp_path / "b").iterdir()) == []
     assert len(hosts.commands) == 1
 
@@ -281,7 +280,7 @@ def test_take_backup_unusable_to_dir(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(InputError, match=r"^--to .*: cannot create it"):
         bk.take_backup(SimpleNamespace(source=tmp_path / "hosts.yml"), _store_host(),
                        ["alice@example.test"], tmp_path / "file" / "b", vault=None,
-                       verbose=False, echo=lambda _: None)
+                       verbose=False)
     assert hosts.agent == []
 
 

@@ -22,7 +22,6 @@ import json
 import shlex
 import shutil
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,7 +72,7 @@ def _remove_on_host(inv: Inventory, host: MailHost, path: str, vault: str | None
 
 
 def take_backup(inv: Inventory, host: MailHost, users: list[str], to_dir: Path, *,
-                vault: str | None, verbose: bool, echo: Callable[[str], None]) -> Backup:
+                vault: str | None, verbose: bool) -> Backup:
     try:
         to_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

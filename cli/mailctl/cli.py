@@ -369,7 +369,7 @@ def backup_cmd(ctx, inv: Inventory, limit, backend, to_dir: Path, users, verbose
     chosen = mb.chosen_users(inv, host, users)
     vault = ctx.params.get("vault_password_file")
     done = bk.take_backup(inv, host, chosen, to_dir, vault=str(vault) if vault else None,
-                          verbose=verbose, echo=click.echo)
+                          verbose=verbose)
     click.echo(f"backup: {summary(done.manifest)}, {done.meta['bytes']} bytes packed -> "
                f"{done.path}")
 
