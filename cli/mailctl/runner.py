@@ -144,6 +144,9 @@ def _envvars(verbose: bool) -> dict[str, str]:
         "ANSIBLE_PIPELINING": "True",
         "ANSIBLE_INTERPRETER_PYTHON": "auto_silent",
         "ANSIBLE_NOCOLOR": "1" if not verbose else os.environ.get("ANSIBLE_NOCOLOR", "0"),
+        # ansible-runner empties an event's result above 700,000 characters: a mailbox
+        # manifest of a few thousand messages is larger (about 150 bytes per message)
+        "MAX_EVENT_RES": str(1 << 30),
     }
 
 
