@@ -447,6 +447,7 @@ class Cyrus:
                     shutil.copy2(path, box)
             userfiles = userfiles or where["user"]
         os.makedirs(os.path.join(into, "user"))
+        # search indexes are derived data (conversations are off: imapd.conf's default)
         for path in (userfiles or {}).values():
             if os.path.isfile(path) and not path.endswith(("conversations.db", "xapianactive.db")):
                 shutil.copy2(path, os.path.join(into, "user"))
