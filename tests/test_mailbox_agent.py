@@ -109,18 +109,21 @@ def test_list_lines_literal_with_utf8_name() -> None:
     assert agent.list_lines(data) == [("Bücher", b"")]
 
 
-class _FakeSelectable:
-    def __init__(self, data: list) -> None:
-        self.data = data
+class _FakeList:
+    """An IMAP session that answers LIST with these lines and records what was asked."""
+
+    def __init__(self, lines: list) -> None:
+        self.lines = lines
+        self.asked: list[tuple[str, str]] = []
 
     def list(self, ref: str, pattern: str) -> tuple[str, list]:
-        assert (ref, pattern) == ('""', "*")
-        return "OK", self.data
+        self.asked.append((ref, pattern))
+        return "OK", self.lines
 
 
 def test_selectable_skips_noselect_and_nonexistent() -> None:
     """\\Noselect and \\NonExistent names (any case) cannot be opened; the rest is sorted."""
-    imap = _FakeSelectable([
+    imap = _FakeList([
         b'(\\HasNoChildren) "/" Trash',
         b'(\\Noselect \\HasChildren) "/" Archive',
         b'(\\NonExistent) "/" Gone',
@@ -129,6 +132,7 @@ def test_selectable_skips_noselect_and_nonexistent() -> None:
         b'(\\HasNoChildren) "/" "Sent Items"',
     ])
     assert agent.selectable(imap) == ["INBOX", "Sent Items", "Trash"]
+    assert imap.asked == [('""', "*")]
 
 
 def test_check_raises_failure_with_text() -> None:
@@ -339,19 +343,9 @@ def test_new_uniqueid() -> None:
     assert all(re.fullmatch(r"[a-z0-9]{24}", i) for i in ids)
 
 
-class _FakeAdmin:
-    def __init__(self, lines: list) -> None:
-        self.lines = lines
-        self.asked: list[tuple[str, str]] = []
-
-    def list(self, ref: str, pattern: str) -> tuple[str, list]:
-        self.asked.append((ref, pattern))
-        return "OK", self.lines
-
-
 def test_deleted_inbox_newest_of_the_user() -> None:
     """The highest hex stamp of this user's INBOX; subfolders, other users and domains not."""
-    admin = _FakeAdmin([
+    admin = _FakeList([
         b'(\\HasNoChildren) "/" DELETED/user/bob/6B1009A9@sandbox.test',
         b'(\\HasChildren) "/" DELETED/user/bob/6B100A00@sandbox.test',
         b'(\\HasNoChildren) "/" DELETED/user/bob/Archive/6B10FFFF@sandbox.test',
@@ -370,7 +364,7 @@ def test_deleted_inbox_newest_of_the_user() -> None:
 
 def test_deleted_inbox_compares_numbers_not_strings() -> None:
     """A longer hex stamp is newer even where its text sorts lower."""
-    admin = _FakeAdmin([
+    admin = _FakeList([
         b'(\\HasNoChildren) "/" DELETED/user/bob/FFFFFFF@x.test',
         b'(\\HasNoChildren) "/" DELETED/user/bob/10000000@x.test',
     ])
@@ -379,7 +373,7 @@ def test_deleted_inbox_compares_numbers_not_strings() -> None:
 
 def test_deleted_inbox_dotted_local_part() -> None:
     """A local part with a dot is matched literally (the dot is no wildcard)."""
-    admin = _FakeAdmin([
+    admin = _FakeList([
         b'(\\HasNoChildren) "/" DELETED/user/joXdoe/7FFFFFFF@x.test',
         b'(\\HasNoChildren) "/" DELETED/user/jo.doe/6B1009A9@x.test',
     ])
@@ -394,7 +388,7 @@ def test_deleted_inbox_dotted_local_part() -> None:
 ])
 def test_deleted_inbox_none(lines: list) -> None:
     """None when the user has no deleted INBOX."""
-    assert agent.deleted_inbox(_FakeAdmin(lines), "bob", "sandbox.test") is None
+    assert agent.deleted_inbox(_FakeList(lines), "bob", "sandbox.test") is None
 
 
 # --------------------------------------------------------------------------- POP3 UIDL
