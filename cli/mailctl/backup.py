@@ -17,7 +17,6 @@ backup's.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 import shutil
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from . import mailbox as mb
 from .errors import InputError, MailctlError
+from .hostside.mailbox_agent import sha256_file  # the hash the agent gives the archive
 from .manifest_diff import diff
 from .runner import copy_file, run_commands
 
@@ -49,14 +49,6 @@ class Backup:
     @property
     def manifest(self) -> dict:
         return json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def version_name(host: str, taken: str) -> str:

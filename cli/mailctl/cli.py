@@ -46,6 +46,9 @@ backend_option = click.option("--backend", type=click.Choice(BACKENDS), default=
 verbose_option = click.option("-v", "--verbose", is_flag=True,
                               help="Pass Ansible's (or pytest's) own output through.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+users_option = click.option("-u", "--user", "users", multiple=True,
+                            help="Only this address (repeatable; default: every user of the "
+                                 "host).")
 
 
 def inventory_options(func):
@@ -277,8 +280,7 @@ def mailbox() -> None:
 
 @mailbox.command("manifest")
 @inventory_options
-@click.option("-u", "--user", "users", multiple=True,
-              help="Only this address (repeatable; default: every user of the host).")
+@users_option
 @click.option("-o", "--output", type=click.Path(path_type=Path, allow_dash=True),
               default="-", show_default=True, help="Where to write the manifest (JSON).")
 @verbose_option
@@ -306,8 +308,7 @@ def mailbox_manifest(ctx, inv: Inventory, limit, backend, users, output: Path,
 
 @mailbox.command("release")
 @inventory_options
-@click.option("-u", "--user", "users", multiple=True,
-              help="Only this address (repeatable; default: every user of the host).")
+@users_option
 @verbose_option
 @click.pass_context
 def mailbox_release(ctx, inv: Inventory, limit, backend, users, verbose: bool) -> None:
@@ -342,7 +343,7 @@ def mailbox_diff(first: Path, second: Path, ignore_uids: bool, users) -> None:
     except ManifestError as exc:
         raise InputError(str(exc)) from None
     click.echo(f"A: {summary(a)}\nB: {summary(b)}")
-    findings = diff(a, b, ignore_ids=ignore_uids, users={u.lower() for u in users} or None)
+    findings = diff(a, b, ignore_ids=ignore_uids, users=set(users) or None)
     for line in findings:
         click.echo(line)
     if findings:
@@ -354,8 +355,7 @@ def mailbox_diff(first: Path, second: Path, ignore_uids: bool, users) -> None:
 @inventory_options
 @click.option("--to", "to_dir", type=click.Path(path_type=Path), required=True,
               help="Directory on this machine that keeps the backups (one subdirectory each).")
-@click.option("-u", "--user", "users", multiple=True,
-              help="Only this address (repeatable; default: every user of the host).")
+@users_option
 @verbose_option
 @click.pass_context
 def backup_cmd(ctx, inv: Inventory, limit, backend, to_dir: Path, users, verbose) -> None:

@@ -198,10 +198,6 @@ def run_commands(inventory: Path, command_by_host: Mapping[str, str], *,
     The command travels as an extra variable, so it needs no quoting for Ansible's key=value
     parser; it must hold no Jinja2 markers ('{{', '{%', '{#'), which Ansible would expand. Its
     output goes through Ansible's event stream: nothing secret."""
-    for host, command in command_by_host.items():
-        if any(mark in command for mark in ("{{", "{%", "{#")):
-            raise ValueError(f"{host}: a command for Ansible holds a Jinja2 marker: {command}")
-
     # JSON arguments: a bare '{{ ... }}' would be taken for a broken JSON object
     return _ad_hoc(inventory, command_by_host, "ansible.builtin.shell",
                    json.dumps({"cmd": "{{ mailctl_commands[inventory_hostname] }}"}),
@@ -214,10 +210,6 @@ def run_scripts(inventory: Path, script: Path, args_by_host: Mapping[str, str], 
     """A local Python script run on each host with that host's arguments (a shell-quoted
     string), as root, through ansible.builtin.script: it is copied over, run with the host's
     python3 and removed. Answers like run_commands."""
-    for host, args in args_by_host.items():
-        if any(mark in args for mark in ("{{", "{%", "{#")):
-            raise ValueError(f"{host}: script arguments hold a Jinja2 marker: {args}")
-
     cmd = f"{shlex.quote(str(script))} {{{{ mailctl_script_args[inventory_hostname] }}}}"
     return _ad_hoc(inventory, args_by_host, "ansible.builtin.script",
                    json.dumps({"cmd": cmd, "executable": "python3"}),
@@ -251,6 +243,10 @@ def _ad_hoc(inventory: Path, value_by_host: Mapping[str, str], module: str, modu
     answer why. Every host gets an answer."""
     import ansible_runner
 
+    for host, value in value_by_host.items():
+        # the values travel as extra variables, which Ansible would template
+        if any(mark in value for mark in ("{{", "{%", "{#")):
+            raise ValueError(f"{host}: a value for Ansible holds a Jinja2 marker: {value}")
     if not value_by_host:
         return {}
     got: dict[str, Any] = {}

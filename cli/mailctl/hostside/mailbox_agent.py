@@ -169,6 +169,13 @@ def loopback_tls() -> ssl.SSLContext:
     return context
 
 
+def loopback_imap() -> imaplib.IMAP4:
+    """IMAP on 127.0.0.1, after STARTTLS (Cyrus refuses plaintext logins)."""
+    imap = imaplib.IMAP4("127.0.0.1", 143, timeout=TIMEOUT)
+    check(imap.starttls(loopback_tls()), "STARTTLS")
+    return imap
+
+
 def plain(authzid: str, authcid: str, password: str) -> bytes:
     return f"{authzid}\0{authcid}\0{password}".encode()
 
@@ -199,8 +206,7 @@ class Store:
             if imap.state != "AUTH":
                 raise Failure(f"{user}: Dovecot did not open the mailbox: {imap.welcome!r}")
             return imap
-        imap = imaplib.IMAP4("127.0.0.1", 143, timeout=TIMEOUT)
-        check(imap.starttls(loopback_tls()), "STARTTLS")
+        imap = loopback_imap()
         try:
             check(imap.authenticate("PLAIN", lambda _: plain(user, self.admin_user,
                                                              self.admin_pw)),
@@ -391,6 +397,7 @@ class Cyrus:
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
+        self.store = Store(args)
         self.bin = args.cyrus_bin
         entry = pwd.getpwnam(args.admin_user)
         self.uid, self.gid = entry.pw_uid, entry.pw_gid
@@ -424,7 +431,7 @@ class Cyrus:
         return json.loads(self.tool("mbpath", "-7", "-j", self.external(intname)))
 
     def status(self, user: str) -> dict:
-        imap = Store(self.args).imap(user)
+        imap = self.store.imap(user)
         try:
             return {n: check(imap.status(quote(n), "(MESSAGES UIDNEXT HIGHESTMODSEQ)"),
                              f"STATUS {n}")[-1] for n in selectable(imap)}
@@ -458,7 +465,6 @@ class Cyrus:
         """Each user's delivery is paused while their files are copied; a copy counts only
         if nothing changed between before and after it (the user's own client may still
         act), and the manifest is read inside that quiet window."""
-        store = Store(self.args)
         taken = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         found = {}
         with Paused(users, self.args.paused_map):
@@ -466,7 +472,7 @@ class Cyrus:
                 for _ in range(self.ATTEMPTS):
                     before = self.status(user)
                     self.copy_user(user, os.path.join(stage, user))
-                    found[user] = user_manifest(store, user)
+                    found[user] = user_manifest(self.store, user)
                     if self.status(user) == before:
                         break
                     time.sleep(0.5)
@@ -503,17 +509,10 @@ class Cyrus:
             userdir = None
             for intname, entry in entries.items():
                 where = self.paths(intname)
-                os.makedirs(where["data"], exist_ok=True)
-                source = os.path.join(copy, "mailboxes", entry["uniqueid"])
-                for name in os.listdir(source):
-                    shutil.copy2(os.path.join(source, name), where["data"])
+                self.put(os.path.join(copy, "mailboxes", entry["uniqueid"]), where["data"])
                 userdir = userdir or os.path.dirname(where["user"]["sub"])
             if userdir:
-                os.makedirs(userdir, exist_ok=True)
-                for name in os.listdir(os.path.join(copy, "user")):
-                    shutil.copy2(os.path.join(copy, "user", name), userdir)
-            for path in {self.paths(n)["data"] for n in entries} | ({userdir} - {None}):
-                chown_to(path, self.uid, self.gid)
+                self.put(os.path.join(copy, "user"), userdir)
             self.tool("reconstruct", "-M", "-r", inbox)
             if limits:
                 spec = "(" + " ".join(f"{k} {v}" for k, v in sorted(limits.items())) + ")"
@@ -522,12 +521,18 @@ class Cyrus:
         finally:
             with contextlib.suppress(imaplib.IMAP4.error, OSError):
                 admin.logout()
-        return aside if live else None
+        return aside
+
+    def put(self, source: str, directory: str) -> None:
+        """The files of source into directory (created if need be), owned by Cyrus."""
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(source):
+            shutil.copy2(os.path.join(source, name), directory)
+        chown_tree(directory, self.args.admin_user)
 
     def admin_imap(self) -> imaplib.IMAP4:
-        imap = imaplib.IMAP4("127.0.0.1", 143, timeout=TIMEOUT)
-        check(imap.starttls(loopback_tls()), "STARTTLS")
-        check(imap.login(self.args.admin_user, Store(self.args).admin_pw), "admin LOGIN")
+        imap = loopback_imap()
+        check(imap.login(self.args.admin_user, self.store.admin_pw), "admin LOGIN")
         return imap
 
 
@@ -544,12 +549,6 @@ def new_uniqueid() -> str:
     """A Cyrus mailbox unique id: 24 characters of [a-z0-9], like its own."""
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
     return "".join(secrets.choice(alphabet) for _ in range(24))
-
-
-def chown_to(path: str, uid: int, gid: int) -> None:
-    os.chown(path, uid, gid)
-    for name in os.listdir(path):
-        os.chown(os.path.join(path, name), uid, gid)
 
 
 def storage_limits(imap: imaplib.IMAP4, root: str) -> dict:
