@@ -385,7 +385,11 @@ def test_agent_args_dovecot() -> None:
     assert _option(words, "--user") == users
     assert _option(words, "--vmail-user") == ["vmail"]
     assert _option(words, "--paused-map") == ["/etc/mailctl/paused-users"]
-    for cyrus_only in ("--admin-pw-file", "--admin-user", "--cyrus-bin"):
+    assert _option(words, "--locked-list") == ["/etc/mailctl/locked-users"]
+    assert _option(words, "--vmail-dir") == ["/var/vmail"]
+    # where Cyrus's tools are, for any store: a release after a migration unlocks either
+    assert _option(words, "--cyrus-bin") == ["/usr/lib/cyrus/bin"]
+    for cyrus_only in ("--admin-pw-file", "--admin-user"):
         assert cyrus_only not in words
     assert " ".join(shlex.quote(w) for w in words) == line
 

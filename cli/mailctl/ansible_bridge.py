@@ -223,9 +223,9 @@ def _tls_files(host: MailHost, data: dict[str, Any], key_group: str) -> list[dic
 
 
 def installed_stores(stores: list[dict[str, Any]], packages: dict[str, Any]) -> list[dict]:
-    """The stores (as in host_summary's other_stores) with a package installed on the host
-    (`packages`: Ansible's package_facts)."""
-    return [s for s in stores if any(p in packages for p in s["mail"]["installed"])]
+    """The stores (as in host_summary's other_stores) whose IMAP server is installed on the
+    host (`packages`: Ansible's package_facts)."""
+    return [s for s in stores if s["mail"]["server"] in packages]
 
 
 def failure_text(result: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from . import sandbox as sb
 from .checks import check_inventory
 from .errors import InputError, MailctlError, ValidationFailed
 from .inventory import Inventory
@@ -46,6 +47,10 @@ backend_option = click.option("--backend", type=click.Choice(BACKENDS), default=
 verbose_option = click.option("-v", "--verbose", is_flag=True,
                               help="Pass Ansible's (or pytest's) own output through.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+ca_dir_option = click.option(
+    "--ca-dir", type=click.Path(path_type=Path), default=None,
+    help="Where the local CA and DKIM keys live (default: INVENTORY/.mailctl-ca; the "
+         "sandbox's own for its inventory).")
 users_option = click.option("-u", "--user", "users", multiple=True,
                             help="Only this address (repeatable; default: every user of the "
                                  "host).")
@@ -172,8 +177,7 @@ def check(inv: Inventory, limit, backend, skip_missing: bool, as_json: bool) -> 
               help="Hosts deployed in parallel (Ansible's forks).")
 @click.option("--serial", type=click.IntRange(min=1), default=None,
               help="Rolling waves of N hosts; a failed host stops the roll.")
-@click.option("--ca-dir", type=click.Path(path_type=Path), default=None,
-              help="Where the local CA lives (default: INVENTORY/.mailctl-ca).")
+@ca_dir_option
 @verbose_option
 @click.pass_context
 def deploy(ctx, inv: Inventory, limit, backend, check_mode, diff, forks, serial, ca_dir,
@@ -184,7 +188,7 @@ def deploy(ctx, inv: Inventory, limit, backend, check_mode, diff, forks, serial,
     vault = ctx.params.get("vault_password_file")
     run_deploy(inv, click.echo, limit=limit, backend=backend, check_mode=check_mode,
                diff=diff, verbose=verbose, vault=str(vault) if vault else None, forks=forks,
-               ca_dir=ca_dir, serial=serial)
+               ca_dir=sb.ca_dir_for(inv.source, ca_dir), serial=serial)
 
 
 @main.command()
@@ -412,21 +416,42 @@ def restore_cmd(ctx, inv: Inventory, limit, backend, from_dir: Path, to_host, us
                "the host's manifest equals the backup's")
 
 
+@main.command("migrate")
+@inventory_options
+@click.option("--to", "to_backend", type=click.Choice(BACKENDS), required=True,
+              help="The store to move the host's mail into.")
+@users_option
+@ca_dir_option
+@verbose_option
+@click.pass_context
+def migrate_cmd(ctx, inv: Inventory, limit, backend, to_backend: str, users, ca_dir,
+                verbose) -> None:
+    """Move a host's mail (--host) into the other store while mail keeps arriving: no message
+    lost or duplicated, proven by the two stores' manifests, rolled back if they differ.
+    The host's store now is its mail_backend (or --backend, for a host deployed with it)."""
+    from .migrate import migrate
+
+    vault = ctx.params.get("vault_password_file")
+    done = migrate(inv, limit, backend, to_backend, users, click.echo,
+                   vault=str(vault) if vault else None, verbose=verbose,
+                   ca_dir=sb.ca_dir_for(inv.source, ca_dir))
+    click.echo("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in done.timings.items()))
+
+
 @main.command("dns")
 @inventory_options
 @click.option("--domain", default=None, help="Only this domain (and the host records it uses).")
 @click.option("--format", "output_format", type=click.Choice(["zone", "json"]), default="zone",
               show_default=True, help="Zone-file lines, or JSON.")
-@click.option("--ca-dir", type=click.Path(path_type=Path), default=None,
-              help="Where the local CA and DKIM keys live (default: INVENTORY/.mailctl-ca).")
+@ca_dir_option
 def dns_cmd(inv: Inventory, limit, backend, domain, output_format, ca_dir) -> None:
     """Print the DNS records to publish for each mail domain: MX, A/AAAA, SPF, DKIM, DMARC,
     MTA-STS, TLS-RPT, SRV and TLSA (missing DKIM keys and local-CA certificates are made
     first, as a deploy would)."""
     from .dns import dns_report
 
-    _print_dns(dns_report(inv, limit=limit, backend=backend, domain=domain, ca_dir=ca_dir),
-               output_format)
+    _print_dns(dns_report(inv, limit=limit, backend=backend, domain=domain,
+                          ca_dir=sb.ca_dir_for(inv.source, ca_dir)), output_format)
 
 
 def _print_dns(report, output_format: str) -> None:
@@ -451,7 +476,6 @@ def sandbox_up(backend, verbose) -> None:
     message (the full suite stays one command away: mailctl verify)."""
     import time
 
-    from . import sandbox as sb
     from .deploy import deploy as run_deploy
 
     marks = [time.monotonic()]
@@ -500,7 +524,6 @@ def _sandbox_details(host, sb, inventory: Path, backend: str | None) -> str:
               show_default=True)
 def sandbox_dns(output_format) -> None:
     """Print the sandbox's DNS records (its DKIM key lives beside its CA)."""
-    from . import sandbox as sb
     from .dns import dns_report
 
     _print_dns(dns_report(Inventory(sb.inventory()), ca_dir=sb.CA_DIR), output_format)
@@ -510,7 +533,6 @@ def sandbox_dns(output_format) -> None:
 @click.pass_context
 def sandbox_status(ctx) -> None:
     """Say whether the sandbox container exists and runs (exit 1 if it does not run)."""
-    from . import sandbox as sb
 
     st = sb.status()
     if not st.exists:
@@ -524,7 +546,6 @@ def sandbox_status(ctx) -> None:
 @sandbox.command("down")
 def sandbox_down() -> None:
     """Remove the sandbox container (the local CA is kept)."""
-    from . import sandbox as sb
 
     click.echo(f"{sb.NAME}: removed" if sb.stop() else f"{sb.NAME}: nothing to remove")
 

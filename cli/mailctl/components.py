@@ -76,7 +76,7 @@ class Component:
     tls_reload: str | None  # reload | hup: how a renewed certificate reaches the service
     mta_groups: tuple[str, ...]
     files: tuple[dict[str, Any], ...]  # registry file entries for this host, paths filled
-    mail: dict[str, Any] | None  # stores: {installed, path, pattern}
+    mail: dict[str, Any] | None  # stores: {server, installed, path, pattern}
 
     def as_dict(self) -> dict[str, Any]:
         """What the roles read (through the mailctl_host filter)."""
@@ -128,7 +128,8 @@ def resolve(name: str, platform: str, kind: str, backend: str,
                     if kind in f.get("kinds", [kind])
                     and backend in f.get("backends", [backend])
                     and ("when" not in f or enabled(f["when"]))),
-        mail=({"installed": list(for_platform(mail["installed"], platform)),
+        mail=({"server": for_platform(mail["server"], platform),
+               "installed": list(for_platform(mail["installed"], platform)),
                "path": names[mail["path"]], "pattern": mail["pattern"]} if mail else None),
     )
 

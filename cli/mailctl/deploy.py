@@ -17,7 +17,8 @@ Echo = Callable[..., None]  # click.echo's signature: echo(text, err=False)
 def deploy(inv: Inventory, echo: Echo, *, limit: str | None = None,
            backend: str | None = None, check_mode: bool = False, diff: bool = False,
            verbose: bool = False, vault: str | None = None, forks: int | None = None,
-           ca_dir: Path | None = None, serial: int | None = None) -> None:
+           ca_dir: Path | None = None, serial: int | None = None,
+           migrating: bool = False) -> None:
     """Deploy the inventory's hosts; raises MailctlError naming the failed hosts."""
     hosts, _ = inv.mail_plan(limit, backend)  # bad input: exit 2 before any host is touched
     check_directories(inv, hosts)  # and so is an ACME directory that does not answer
@@ -30,6 +31,8 @@ def deploy(inv: Inventory, echo: Echo, *, limit: str | None = None,
         extravars["mail_common_backend_override"] = backend
     if ca_dir:
         extravars["mail_common_ca_dir"] = str(ca_dir)
+    if migrating:  # mailctl migrate has copied the mail: the switch of store may go ahead
+        extravars["mail_common_migrating"] = True
 
     def progress(host: str, stats: HostStats, event: str) -> None:
         if event == "changed" and not verbose:

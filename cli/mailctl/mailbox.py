@@ -27,6 +27,8 @@ AGENT = Path(__file__).parent / "hostside" / "mailbox_agent.py"
 CYRUS_ADMIN_PW = "{state_dir}/cyrus-admin.pw"
 # the users whose delivery Postfix pauses (templates/postfix/main.cf.j2, roles/postfix)
 PAUSED_USERS = "{state_dir}/paused-users"
+# the users Dovecot refuses while a migration takes their last copy (dovecot.conf.j2)
+LOCKED_USERS = "{state_dir}/locked-users"
 
 
 def store_host(inv: Inventory, limit: str | None, backend: str | None) -> MailHost:
@@ -56,13 +58,17 @@ def agent_args(host: MailHost, users: list[str], command: str = "manifest",
                *extra: str) -> str:
     """The agent's command line for this host (shell-quoted; no secret in it)."""
     where = names(host.platform, host.release)
-    words = [command, "--store", host.backend or "", "--vmail-user", where["vmail"], *extra]
+    words = [command, "--store", host.backend or "", "--vmail-user", where["vmail"],
+             "--vmail-dir", where["vmail_dir"], *extra]
     for user in users:
         words += ["--user", user]
-    words += ["--paused-map", PAUSED_USERS.format(**where)]
+    words += ["--paused-map", PAUSED_USERS.format(**where),
+              "--locked-list", LOCKED_USERS.format(**where)]
+    # the Cyrus tools' place, for any host: a release after a migration unlocks either store
+    words += ["--cyrus-bin", where["cyrus_bin_dir"]]
     if host.backend == "cyrus":
-        words += ["--admin-user", where["cyrus"], "--cyrus-bin", where["cyrus_bin_dir"],
-                  "--admin-pw-file", CYRUS_ADMIN_PW.format(**where)]
+        words += ["--admin-user", where["cyrus"], "--admin-pw-file",
+                  CYRUS_ADMIN_PW.format(**where)]
     return " ".join(shlex.quote(w) for w in words)
 
 

@@ -9,7 +9,9 @@ Two modes:
 - by ids (default): the same store kept its ids, so UIDVALIDITY, UIDNEXT, UIDs and POP3 UIDLs
   must match too; messages are matched by UID.
 - ignore_ids: a migration to another store (or an IMAP copy) hands out new ids; messages are
-  matched by content (sha256) as multisets, so a lost or duplicated copy still shows.
+  matched by content (sha256) as multisets, so a lost or duplicated copy still shows; an
+  empty, unsubscribed parent folder one store made and the other lists as Noselect is no
+  finding.
 
 Everything here is pure: the caller loads the files (load) and prints the findings.
 """
@@ -199,13 +201,23 @@ def _user_diff(user: str, a: Manifest, b: Manifest, *, ignore_ids: bool,
     for name in sorted(set(boxes_a) | set(boxes_b)):
         prefix = f"{user}: mailbox {name!r}: "
         if name not in boxes_b:
-            findings.append(prefix + "only in A")
+            if not (ignore_ids and _store_made_parent(name, boxes_a[name], boxes_b)):
+                findings.append(prefix + "only in A")
         elif name not in boxes_a:
-            findings.append(prefix + "only in B")
+            if not (ignore_ids and _store_made_parent(name, boxes_b[name], boxes_a)):
+                findings.append(prefix + "only in B")
         else:
             findings += [prefix + line
                          for line in _mailbox_diff(boxes_a[name], boxes_b[name], ignore_ids)]
     return findings
+
+
+def _store_made_parent(name: str, box: Manifest, other: Mapping[str, Any]) -> bool:
+    """An empty, unsubscribed folder above one the other side has: Cyrus creates a folder's
+    parents as mailboxes where Dovecot lists them \\Noselect, so a copy between stores may
+    differ here without a message or a folder being lost."""
+    return (not box.get("messages") and not box.get("subscribed")
+            and any(n.startswith(name + "/") for n in other))
 
 
 def _quota_diff(a: Mapping[str, list], b: Mapping[str, list], *, usage: bool) -> list[str]:

@@ -62,6 +62,14 @@ def inventory() -> Path:
     return share_dir() / "inventories" / "sandbox"
 
 
+def ca_dir_for(source: Path, given: Path | None) -> Path | None:
+    """--ca-dir, else for the sandbox's inventory the sandbox's own CA directory (its
+    certificates and DKIM keys live there, not beside the inventory), else None."""
+    if given or Path(source).resolve() != inventory().resolve():
+        return given
+    return CA_DIR
+
+
 # What each published port says first; True: implicit TLS, verified against the sandbox CA.
 # Port 25: postscreen opens with "220-" and waits to see whether the client talks first
 # (published ports reach the sandbox from Docker's gateway, not from mynetworks)

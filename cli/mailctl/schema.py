@@ -164,6 +164,9 @@ ROLE_SETTINGS: tuple[Setting, ...] = (
             "Directory on the controller holding mailctl's local CA."),
     Setting("mail_common_backend_override", "str", "",
             "One-run override of mail_backend (what C(mailctl deploy --backend) sets)."),
+    Setting("mail_common_migrating", "bool", False,
+            "Set by C(mailctl migrate) only: the old store's mail is copied, so the switch "
+            "goes ahead and the old store's files stay on disk."),
     Setting("mail_common_cert_days", "int", 825,
             "Validity in days of a host certificate issued by the local CA."),
 )

@@ -45,6 +45,10 @@ from datetime import datetime, timezone
 FORMAT = 1  # the manifest's own version: mailctl_manifest
 BODY_BATCH_BYTES = 16 * 1024 * 1024  # bodies fetched per round trip, by their RFC822.SIZE
 TIMEOUT = 60
+# Cyrus's services for this agent (templates/cyrus/cyrus.conf.j2: mailctlimap, mailctlpop3),
+# and the ones clients use, which a migration locks
+CYRUS_AGENT_IMAP, CYRUS_AGENT_POP3 = 2143, 2110
+CYRUS_CLIENT_SERVICES = "imap,imaps,pop3,pop3s"
 
 
 class Failure(Exception):
@@ -171,7 +175,7 @@ def loopback_tls() -> ssl.SSLContext:
 
 def loopback_imap() -> imaplib.IMAP4:
     """IMAP on 127.0.0.1, after STARTTLS (Cyrus refuses plaintext logins)."""
-    imap = imaplib.IMAP4("127.0.0.1", 143, timeout=TIMEOUT)
+    imap = imaplib.IMAP4("127.0.0.1", CYRUS_AGENT_IMAP, timeout=TIMEOUT)
     check(imap.starttls(loopback_tls()), "STARTTLS")
     return imap
 
@@ -223,7 +227,7 @@ class Store:
     def uidls(self, user: str) -> list[str]:
         if self.kind == "dovecot":
             return dovecot_uidls(user, self.location(user))
-        pop = poplib.POP3("127.0.0.1", 110, timeout=TIMEOUT)
+        pop = poplib.POP3("127.0.0.1", CYRUS_AGENT_POP3, timeout=TIMEOUT)
         try:
             pop.stls(loopback_tls())
             token = base64.b64encode(plain(user, self.admin_user, self.admin_pw)).decode()
@@ -258,7 +262,7 @@ def quota(imap: imaplib.IMAP4) -> dict:
     return quota_resources(data[1]) if typ == "OK" and len(data) > 1 else {}
 
 
-def mailbox(imap: imaplib.IMAP4, name: str, subscribed: bool) -> dict:
+def mailbox(imap: imaplib.IMAP4, name: str, subscribed: bool, keep: str | None = None) -> dict:
     check(imap.select(quote(name), readonly=True), f"EXAMINE {name}")
     status = check(imap.status(quote(name), "(MESSAGES UIDNEXT UIDVALIDITY)"), f"STATUS {name}")
     counts = {k.decode(): int(v) for k, v in re.findall(rb"(\w+) (\d+)", status[-1] or b"")}
@@ -270,16 +274,19 @@ def mailbox(imap: imaplib.IMAP4, name: str, subscribed: bool) -> dict:
         for record in sorted(meta, key=lambda r: r["uid"]):
             batch.append(record)
             if sum(r.get("size", 0) for r in batch) >= BODY_BATCH_BYTES:
-                hash_bodies(imap, name, batch)
+                hash_bodies(imap, name, batch, keep)
                 batch = []
-        hash_bodies(imap, name, batch)
+        hash_bodies(imap, name, batch, keep)
         messages = sorted(meta, key=lambda r: r["uid"])
     imap.close()
     return {"subscribed": subscribed, "uidvalidity": counts.get("UIDVALIDITY"),
             "uidnext": counts.get("UIDNEXT"), "count": len(messages), "messages": messages}
 
 
-def hash_bodies(imap: imaplib.IMAP4, name: str, batch: list[dict]) -> None:
+def hash_bodies(imap: imaplib.IMAP4, name: str, batch: list[dict],
+                keep: str | None = None) -> None:
+    """Each record gets the sha256 of its message as served; with keep, the messages are
+    also written there, one file per content (named by its sha256)."""
     if not batch:
         return
     uids = ",".join(str(r["uid"]) for r in batch)
@@ -290,14 +297,25 @@ def hash_bodies(imap: imaplib.IMAP4, name: str, batch: list[dict]) -> None:
             record["sha256"] = None
             continue
         record["sha256"] = hashlib.sha256(body).hexdigest()
+        if keep:
+            keep_body(keep, record["sha256"], body)
     batch[:] = [r for r in batch if r["sha256"] is not None]
 
 
-def user_manifest(store: Store, user: str) -> dict:
+def keep_body(directory: str, digest: str, body: bytes) -> None:
+    path = os.path.join(directory, digest)
+    if not os.path.exists(path):
+        with open(path + ".tmp", "wb") as handle:
+            handle.write(body)
+        os.replace(path + ".tmp", path)
+
+
+def user_manifest(store: Store, user: str, keep: str | None = None) -> dict:
     imap = store.imap(user)
     try:
         subscribed = {name for name, _ in list_lines(check(imap.lsub('""', "*"), "LSUB"))}
-        boxes = {name: mailbox(imap, name, name in subscribed) for name in selectable(imap)}
+        boxes = {name: mailbox(imap, name, name in subscribed, keep)
+                 for name in selectable(imap)}
         resources = quota(imap)
     finally:
         with contextlib.suppress(imaplib.IMAP4.error, OSError):
@@ -593,19 +611,11 @@ class Paused:
         self.keep = False  # set while a change is half done: a failure then keeps the pause
 
     def _write(self, users: set[str]) -> None:
-        tmp = self.map_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.writelines(f"{u} {self.REASON}\n" for u in sorted(users))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, self.map_path)
+        write_list(self.map_path, users, "{} " + self.REASON + "\n")
         run(["postfix", "reload"], "postfix reload")
 
     def listed(self) -> set[str]:
-        try:
-            with open(self.map_path, encoding="utf-8") as handle:
-                return {line.split()[0] for line in handle if line.strip()}
-        except FileNotFoundError:
-            return set()
+        return listed(self.map_path)
 
     def queued(self, states: tuple[str, ...]) -> list[str]:
         """Queue ids holding a not yet delivered recipient among the users."""
@@ -751,14 +761,289 @@ def cmd_release(args: argparse.Namespace) -> dict:
     paused = Paused(args.user, args.paused_map)
     was = sorted(set(paused.users) & paused.listed())
     paused.release()
+    unlock(args)
     return {"released": was}
+
+
+# --------------------------------------------------------------------------- migration
+# `mailctl migrate` runs these in turn (cli/mailctl/migrate.py): pause, sync (twice: while
+# mail flows, then paused), the switch of store by a deploy, import, manifest, release.
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+APPEND_BATCH = (200, 8 * 1024 * 1024)  # messages and bytes per MULTIAPPEND
+# The layout mailctl's dovecot.conf gives a user's mail (templates/dovecot/dovecot.conf.j2:
+# mail_location, namespace inbox): the copy from Cyrus is written straight into it.
+DOVECOT_MAILDIR = "maildir:~/Maildir"
+CYRUS_HIDDEN = ("Other Users", "Other Users/*", "Shared Folders", "Shared Folders/*")
+
+
+def cmd_pause(args: argparse.Namespace) -> dict:
+    """Pause the users' delivery and leave it paused (cmd_release lifts it)."""
+    paused = Paused(args.user, args.paused_map)
+    paused.__enter__()
+    return {"paused": paused.users}
+
+
+def cmd_lock(args: argparse.Namespace) -> dict:
+    """Lock the users out of the store's IMAP and POP3, ending their sessions, so that no
+    client changes a mailbox after its last copy is taken. Dovecot: a passdb deny list
+    (templates/dovecot/dovecot.conf.j2), then `doveadm kick`; this agent's own reading does
+    not log in. Cyrus: cyr_deny for the clients' services, which also ends open sessions at
+    their next command; this agent uses services of its own."""
+    users = sorted(set(args.user))
+    # Dovecot's list is written on a Cyrus host too: it holds once Dovecot takes over
+    write_list(args.locked_list, listed(args.locked_list) | set(users))
+    if args.store == "dovecot":
+        for user in users:
+            subprocess.run(["doveadm", "kick", user], capture_output=True, timeout=TIMEOUT,
+                           check=False)
+    else:
+        for user in users:
+            run([os.path.join(args.cyrus_bin, "cyr_deny"), "-s", CYRUS_CLIENT_SERVICES, "-m",
+                 "your mailbox is moving to another store; try again in a few minutes", user],
+                f"{user}: cyr_deny")
+    return {"locked": users}
+
+
+def unlock(args: argparse.Namespace) -> None:
+    """Undo cmd_lock for whichever store is installed now."""
+    if os.path.exists(args.locked_list):
+        write_list(args.locked_list, listed(args.locked_list) - set(args.user))
+    deny = os.path.join(args.cyrus_bin, "cyr_deny")
+    if os.path.exists(deny):
+        for user in sorted(set(args.user)):
+            subprocess.run([deny, "-a", user], capture_output=True, timeout=TIMEOUT,
+                           check=False)
+
+
+def listed(path: str) -> set[str]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return {line.split()[0] for line in handle if line.strip()}
+    except FileNotFoundError:
+        return set()
+
+
+def write_list(path: str, entries: set[str], line: str = "{}\n") -> None:
+    """A map or list file, written whole and renamed into place."""
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        handle.writelines(line.format(entry) for entry in sorted(entries))
+    os.chmod(path + ".tmp", 0o644)
+    os.replace(path + ".tmp", path)
+
+
+def cmd_export(args: argparse.Namespace) -> dict:
+    """Copy each user's mail, as their client sees it, into STAGE/USER/: one file per distinct
+    message (named by its sha256) and manifest.json. A second run writes only new messages."""
+    store = Store(args)
+    result = {}
+    os.makedirs(args.stage, mode=0o700, exist_ok=True)
+    os.chmod(args.stage, 0o700)  # users' mail
+    for user in sorted(set(args.user)):
+        keep = os.path.join(args.stage, user, "messages")
+        if args.fresh:
+            shutil.rmtree(os.path.join(args.stage, user), ignore_errors=True)
+        os.makedirs(keep, mode=0o700, exist_ok=True)
+        manifest = user_manifest(store, user, keep)
+        write_json(os.path.join(args.stage, user, "manifest.json"), manifest)
+        result[user] = manifest
+    return {"mailctl_manifest": FORMAT, "store": args.store, "host": socket.getfqdn(),
+            "taken": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "users": result}
+
+
+def write_json(path: str, data: dict) -> None:
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump(data, handle, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
+
+def cmd_import(args: argparse.Namespace) -> dict:
+    """Make each user's mail in this store what STAGE/USER/ holds: folders, subscriptions,
+    messages (content, flags, keywords, INTERNALDATE). New UIDs are handed out: IMAP has no
+    way to set them. What is already there and equal stays, so a re-run resumes."""
+    store = Store(args)
+    for user in sorted(set(args.user)):
+        with open(os.path.join(args.stage, user, "manifest.json"), encoding="utf-8") as handle:
+            saved = json.load(handle)
+        imap = store.imap(user)
+        try:
+            make_equal(imap, saved["mailboxes"], os.path.join(args.stage, user, "messages"))
+        finally:
+            with contextlib.suppress(imaplib.IMAP4.error, OSError):
+                imap.logout()
+    return cmd_manifest(args, store)
+
+
+def make_equal(imap: imaplib.IMAP4, saved: dict, bodies: str) -> None:
+    present = set(selectable(imap))
+    subscribed = {name for name, _ in list_lines(check(imap.lsub('""', "*"), "LSUB"))}
+    # Cyrus makes a folder's parents real mailboxes (Dovecot lists them \Noselect): keep them
+    parents = {"/".join(name.split("/")[:i]) for name in saved
+               for i in range(1, name.count("/") + 1)}
+    for name in sorted(present - set(saved) - parents, reverse=True):  # children first
+        if name.upper() != "INBOX":
+            check(imap.delete(quote(name)), f"DELETE {name}")
+    for name in sorted(saved):
+        if name not in present:
+            check(imap.create(quote(name)), f"CREATE {name}")
+        if saved[name]["subscribed"] and name not in subscribed:
+            check(imap.subscribe(quote(name)), f"SUBSCRIBE {name}")
+        elif not saved[name]["subscribed"] and name in subscribed:
+            check(imap.unsubscribe(quote(name)), f"UNSUBSCRIBE {name}")
+        copy_messages(imap, name, saved[name]["messages"], bodies)
+
+
+def copy_messages(imap: imaplib.IMAP4, name: str, wanted: list[dict], bodies: str) -> None:
+    """Messages are matched by content and date; flags of a matched one are set if they
+    differ, messages the mailbox should not hold are expunged, missing ones appended."""
+    here = mailbox(imap, name, True)["messages"]
+    todo: dict[tuple, list[dict]] = {}
+    for message in wanted:
+        todo.setdefault((message["sha256"], message["internaldate"]), []).append(message)
+    extra = []
+    check(imap.select(quote(name)), f"SELECT {name}")
+    for message in here:
+        matches = todo.get((message["sha256"], message["internaldate"]))
+        if not matches:
+            extra.append(str(message["uid"]))
+            continue
+        want = matches.pop()
+        if sorted(want["flags"]) != sorted(message["flags"]):
+            check(imap.uid("STORE", str(message["uid"]), "FLAGS.SILENT",
+                           f"({' '.join(want['flags'])})"), f"STORE {name}")
+    if extra:
+        check(imap.uid("STORE", ",".join(extra), "+FLAGS.SILENT", r"(\Deleted)"),
+              f"STORE {name}")
+        check(imap.uid("EXPUNGE", ",".join(extra)), f"EXPUNGE {name}")
+    imap.close()
+    missing = sorted((m for rest in todo.values() for m in rest), key=lambda m: m["uid"])
+    batch: list[dict] = []
+    for message in missing:
+        batch.append(message)
+        if (len(batch) >= APPEND_BATCH[0]
+                or sum(m["size"] for m in batch) >= APPEND_BATCH[1]):
+            append_many(imap, name, batch, bodies)
+            batch = []
+    append_many(imap, name, batch, bodies)
+
+
+def imap_date(utc: str) -> str:
+    when = datetime.strptime(utc, "%Y-%m-%dT%H:%M:%SZ")
+    return f'"{when.day:02d}-{MONTHS[when.month - 1]}-{when.year} {when:%H:%M:%S} +0000"'
+
+
+def append_many(imap: imaplib.IMAP4, name: str, batch: list[dict], bodies: str) -> None:
+    """One APPEND command for the whole batch (MULTIAPPEND, RFC 3502, with LITERAL+ literals):
+    one round trip and one commit in the store instead of one per message."""
+    if not batch:
+        return
+    parts = []
+    for message in batch:
+        with open(os.path.join(bodies, message["sha256"]), "rb") as handle:
+            body = handle.read()
+        flags = " ".join(f for f in message["flags"] if f.lower() != "\\recent")
+        parts.append(f" ({flags}) {imap_date(message['internaldate'])} {{{len(body)}+}}\r\n"
+                     .encode() + body)
+    tag = imap._new_tag()  # imaplib has no MULTIAPPEND: the command is sent as it is
+    imap.send(tag + b" APPEND " + quote(name).encode("utf-8") + b"".join(parts) + b"\r\n")
+    try:
+        typ, data = imap._command_complete("APPEND", tag)
+    except imaplib.IMAP4.error as exc:
+        raise Failure(f"IMAP APPEND {name}: {exc}") from None
+    check((typ, data), f"APPEND of {len(batch)} message(s) to {name}")
+
+
+def cmd_pull_cyrus(args: argparse.Namespace) -> dict:
+    """Make each user's Maildir (where Dovecot will look for it) a copy of their Cyrus
+    mailboxes with Dovecot's own dsync over IMAP (imapc): UIDs, UIDVALIDITY, flags, keywords,
+    dates, folders and subscriptions are kept, so POP3 UIDLs are too. Only doveadm is
+    needed (dovecot-core does not conflict with Cyrus); it runs as the mail user, with no
+    Dovecot service, reading Cyrus as the Cyrus admin on the user's behalf."""
+    install_doveadm()
+    store = Store(args)  # the Cyrus admin's password
+    entry = pwd.getpwnam(args.vmail_user)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    aside = {}
+    work = tempfile.mkdtemp(prefix="mailctl-migrate-", dir=args.work_dir)
+    try:
+        os.chown(work, entry.pw_uid, entry.pw_gid)
+        conf = os.path.join(work, "dovecot.conf")
+        with open(os.open(conf, os.O_WRONLY | os.O_CREAT, 0o600), "w", encoding="utf-8") as fh:
+            fh.write(imapc_config(args, store.admin_pw, work))
+        os.chown(conf, entry.pw_uid, entry.pw_gid)
+        for user in sorted(set(args.user)):
+            local, domain = user.split("@", 1)
+            home = os.path.join(args.vmail_dir, domain, local)
+            makedirs_owned(home, args.vmail_user)
+            if args.fresh and os.path.exists(f"{home}/Maildir"):
+                # an older Dovecot copy (a migration back and forth): dsync would not start
+                # over it (its mailbox ids differ); it is kept, not deleted
+                aside[user] = f"{home}/Maildir.before-migration-{stamp}"
+                os.rename(f"{home}/Maildir", aside[user])
+            excludes = [w for mask in CYRUS_HIDDEN for w in ("-x", mask)]
+            argv = ["doveadm", "-c", conf, "backup", "-R", *excludes, "imapc:"]
+            for attempt in range(3):  # exit 2: changed meanwhile, sync again
+                done = subprocess.run(argv, capture_output=True, text=True, timeout=3600,
+                                      check=False, user=entry.pw_uid, group=entry.pw_gid,
+                                      env={"USER": user, "HOME": home, "PATH": os.environ.get(
+                                          "PATH", "/usr/bin:/bin")}, cwd=work)
+                if done.returncode == 0:
+                    break
+                if done.returncode != 2 or attempt == 2:
+                    why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+                    raise Failure(f"{user}: doveadm backup from Cyrus: {why}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"pulled": sorted(set(args.user)), "kept_aside": aside}
+
+
+def imapc_config(args: argparse.Namespace, password: str, work: str) -> str:
+    return "\n".join([
+        "ssl = no",
+        f"base_dir = {work}",
+        f"mail_location = {DOVECOT_MAILDIR}",
+        "namespace inbox {", "  inbox = yes", "  separator = /", "  prefix =", "}",
+        "imapc_host = 127.0.0.1", f"imapc_port = {CYRUS_AGENT_IMAP}",
+        "imapc_ssl = starttls", "imapc_ssl_verify = no",  # loopback to this host's Cyrus
+        "imapc_user = %u", f"imapc_master_user = {args.admin_user}",
+        f"imapc_password = {password}",
+        "imapc_features = rfc822.size fetch-headers modseq",
+        "", ""])
+
+
+def install_doveadm() -> None:
+    """dovecot-core, without starting Dovecot (Cyrus holds the ports until the switch)."""
+    if shutil.which("doveadm"):
+        return
+    if not shutil.which("apt-get"):
+        raise Failure("doveadm is needed to copy mail out of Cyrus with its UIDs: install "
+                      "Dovecot's core package (it does not conflict with Cyrus) and run again")
+    policy = "/usr/sbin/policy-rc.d"
+    ours = not os.path.exists(policy)
+    if ours:  # Debian's way to keep a package's postinst from starting its service
+        with open(policy, "w", encoding="utf-8") as handle:
+            handle.write("#!/bin/sh\nexit 101\n")
+        os.chmod(policy, 0o755)
+    try:
+        done = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
+                               "dovecot-core"], capture_output=True, text=True, timeout=900,
+                              check=False, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    finally:
+        if ours:
+            os.unlink(policy)
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        raise Failure(f"installing dovecot-core: {why}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="mailbox_agent.py")
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {"manifest": cmd_manifest, "backup": cmd_backup, "restore": cmd_restore,
-                "release": cmd_release}
+                "release": cmd_release, "pause": cmd_pause, "lock": cmd_lock,
+                "export": cmd_export,
+                "import": cmd_import, "pull-cyrus": cmd_pull_cyrus}
     for name in commands:
         p = sub.add_parser(name)
         p.add_argument("--store", choices=("dovecot", "cyrus"), required=True)
@@ -768,7 +1053,14 @@ def main() -> int:
         p.add_argument("--vmail-user", default="vmail")
         p.add_argument("--work-dir", default="/var/tmp")
         p.add_argument("--paused-map", default="/etc/mailctl/paused-users")
+        p.add_argument("--locked-list", default="/etc/mailctl/locked-users")
         p.add_argument("--cyrus-bin", default="/usr/lib/cyrus/bin")
+        p.add_argument("--vmail-dir", default="/var/vmail")
+        p.add_argument("--stage", default="/var/lib/mailctl/migration")
+        if name in ("pull-cyrus", "export"):
+            p.add_argument("--fresh", action="store_true",
+                           help="start over (an earlier stage is removed, an existing Maildir "
+                                "moved aside)")
         if name == "restore":
             p.add_argument("--archive", required=True)
             p.add_argument("--force", action="store_true")
