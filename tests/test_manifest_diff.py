@@ -470,3 +470,51 @@ def test_manifest_problem_accepts_null_quota_sieve_and_uidls():
     assert manifest_diff.manifest_problem(m) is None
     assert diff(m, manifest()) == [f"{ALICE}: quota MESSAGE: only in B",
                                    f"{ALICE}: quota STORAGE: only in B"]
+
+
+# --------------------------------------------------------------------------- store-made parents
+
+def with_reports(m: dict) -> dict:
+    """Alice also files mail in Reports/2019 (a folder under a parent)."""
+    user(m)["mailboxes"]["Reports/2019"] = mailbox([message(1, SHA[3])])
+    return m
+
+
+@pytest.mark.parametrize("side", ["A", "B"])
+def test_an_empty_unsubscribed_parent_on_one_side_is_no_finding_by_content(side):
+    """Cyrus makes Reports a mailbox where Dovecot lists it \\Noselect (so not at all): with
+    ignore_ids that is no finding, on either side; compared by ids it still is one."""
+    plain, made = with_reports(manifest()), renumbered(with_reports(manifest()))
+    user(made)["mailboxes"]["Reports"] = mailbox([], subscribed=False)
+    a, b = (made, plain) if side == "A" else (plain, made)
+    assert diff(a, b, ignore_ids=True) == []
+    assert f"{prefix('Reports')}only in {side}" in diff(a, b)
+
+
+@pytest.mark.parametrize(("box", "why"), [
+    (mailbox([message(1, SHA[0])], subscribed=False), "it holds a message"),
+    (mailbox([], subscribed=True), "it is subscribed"),
+])
+def test_a_parent_with_mail_or_a_subscription_is_a_finding(box, why):
+    """A parent holding mail, or subscribed, is more than a store's artefact."""
+    a, b = with_reports(manifest()), renumbered(with_reports(manifest()))
+    user(b)["mailboxes"]["Reports"] = box
+    assert diff(a, b, ignore_ids=True) == [f"{prefix('Reports')}only in B"], why
+
+
+@pytest.mark.parametrize("name", ["Report", "Reports/2019/x", "Rep", "Archive2"])
+def test_a_folder_that_is_no_parent_is_a_finding(name):
+    """Empty and unsubscribed, but above no folder of the other side (a name that merely
+    begins like one, or a child): a finding."""
+    a, b = with_reports(manifest()), renumbered(with_reports(manifest()))
+    user(b)["mailboxes"][name] = mailbox([], subscribed=False)
+    assert diff(a, b, ignore_ids=True) == [f"{prefix(name)}only in B"]
+
+
+def test_a_parent_only_of_its_own_side_is_a_finding():
+    """Old and Old/x both only in B: Old is above no folder of A, so both are findings."""
+    a, b = manifest(), renumbered(manifest())
+    user(b)["mailboxes"]["Old"] = mailbox([], subscribed=False)
+    user(b)["mailboxes"]["Old/x"] = mailbox([], subscribed=False)
+    assert diff(a, b, ignore_ids=True) == [f"{prefix('Old')}only in B",
+                                           f"{prefix('Old/x')}only in B"]

@@ -13,6 +13,9 @@ Two modes:
   empty, unsubscribed parent folder one store made and the other lists as Noselect is no
   finding.
 
+Between two stores (A's and B's "store" differ, as after a migration), an empty folder only
+in B is no finding either: B's store makes its standard folders itself.
+
 Everything here is pure: the caller loads the files (load) and prints the findings.
 """
 
@@ -174,8 +177,8 @@ def diff(a: Manifest, b: Manifest, *, ignore_ids: bool = False,
         elif user not in users_a:
             findings.append(f"{user}: only in B")
         else:
-            findings += _user_diff(user, users_a[user], users_b[user],
-                                   ignore_ids=ignore_ids, usage=same_store and not ignore_ids)
+            findings += _user_diff(user, users_a[user], users_b[user], ignore_ids=ignore_ids,
+                                   same_store=same_store)
     return findings
 
 
@@ -190,9 +193,10 @@ def _selected(present: set[str], wanted: set[str] | None) -> set[str]:
 
 
 def _user_diff(user: str, a: Manifest, b: Manifest, *, ignore_ids: bool,
-               usage: bool) -> list[str]:
+               same_store: bool) -> list[str]:
     """One user's findings: quota, Sieve, POP3, then the mailboxes by name."""
-    lines = _quota_diff(a.get("quota") or {}, b.get("quota") or {}, usage=usage)
+    lines = _quota_diff(a.get("quota") or {}, b.get("quota") or {},
+                        usage=same_store and not ignore_ids)
     lines += _sieve_diff(a.get("sieve"), b.get("sieve"))
     if not ignore_ids:
         lines += _uidls_diff(a.get("pop3_uidls"), b.get("pop3_uidls"))
@@ -204,7 +208,11 @@ def _user_diff(user: str, a: Manifest, b: Manifest, *, ignore_ids: bool,
             if not (ignore_ids and _store_made_parent(name, boxes_a[name], boxes_b)):
                 findings.append(prefix + "only in A")
         elif name not in boxes_a:
-            if not (ignore_ids and _store_made_parent(name, boxes_b[name], boxes_a)):
+            made = ((ignore_ids and _store_made_parent(name, boxes_b[name], boxes_a))
+                    # B's store makes its standard folders itself (Dovecot's Drafts, Sent,
+                    # Trash, Junk): an empty one more in B loses nothing of A
+                    or (not same_store and not boxes_b[name].get("messages")))
+            if not made:
                 findings.append(prefix + "only in B")
         else:
             findings += [prefix + line

@@ -342,8 +342,17 @@ def run(argv: list[str], what: str, retries: int = 1) -> None:
         if done.returncode == 0:
             return
         if done.returncode != 2 or attempt + 1 == retries:
-            why = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+            why = reason(done)
             raise Failure(f"{what}: {why}")
+
+
+def reason(done: subprocess.CompletedProcess) -> str:
+    """A failed tool's reason in one line: its first error (Dovecot prints a panic's
+    backtrace after it), else its last line."""
+    lines = [line.strip() for line in (done.stderr or "").splitlines() if line.strip()]
+    errors = [line for line in lines if re.search(r"\b(Error|Fatal|Panic):", line)
+              and "backtrace" not in line]
+    return (errors or lines or [f"exit code {done.returncode}"])[0 if errors else -1]
 
 
 def chown_tree(root: str, owner: str) -> None:
@@ -425,7 +434,7 @@ class Cyrus:
                               capture_output=True, text=True, timeout=3600, check=False,
                               user=self.uid, group=self.gid)
         if done.returncode != 0:
-            why = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+            why = reason(done)
             raise Failure(f"{name} {' '.join(argv)}: {why}")
         return done.stdout
 
@@ -991,7 +1000,7 @@ def cmd_pull_cyrus(args: argparse.Namespace) -> dict:
                 if done.returncode == 0:
                     break
                 if done.returncode != 2 or attempt == 2:
-                    why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+                    why = reason(done)
                     raise Failure(f"{user}: doveadm backup from Cyrus: {why}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -1033,7 +1042,7 @@ def install_doveadm() -> None:
         if ours:
             os.unlink(policy)
     if done.returncode != 0:
-        why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        why = reason(done)
         raise Failure(f"installing dovecot-core: {why}")
 
 
