@@ -518,3 +518,19 @@ def test_a_parent_only_of_its_own_side_is_a_finding():
     user(b)["mailboxes"]["Old/x"] = mailbox([], subscribed=False)
     assert diff(a, b, ignore_ids=True) == [f"{prefix('Old')}only in B",
                                            f"{prefix('Old/x')}only in B"]
+
+
+@pytest.mark.parametrize("ignore_ids", [False, True])
+def test_an_empty_folder_the_new_store_made_is_no_finding(ignore_ids):
+    """Between stores, an empty folder only in B (Dovecot's auto-created, subscribed Drafts)
+    loses nothing of A: no finding, by ids or not. Within one store it is one; with mail in
+    it, or only in A, it always is."""
+    a, b = manifest(store="cyrus"), manifest(store="dovecot")
+    user(b)["mailboxes"]["Drafts"] = mailbox([], subscribed=True)
+    assert diff(a, b, ignore_ids=ignore_ids) == []
+    assert diff(manifest(store="dovecot"), b, ignore_ids=ignore_ids) == [
+        f"{prefix('Drafts')}only in B"]
+    user(b)["mailboxes"]["Drafts"] = mailbox([message(1, SHA[0])])
+    assert diff(a, b, ignore_ids=ignore_ids) == [f"{prefix('Drafts')}only in B"]
+    user(a)["mailboxes"]["Junk"] = mailbox([], subscribed=False)
+    assert f"{prefix('Junk')}only in A" in diff(a, b, ignore_ids=ignore_ids)

@@ -352,6 +352,23 @@ def test_deploy_failure_rolls_back(make_inventory, monkeypatch: pytest.MonkeyPat
     assert (f"{HOST}: deploy failed on {HOST}: rolling back to {store}", True) in echo.lines
 
 
+def test_rollback_failure_keeps_the_pause(dovecot_inventory: Inventory,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rollback's deploy failing as well: no release into a store in an unknown state;
+    the error gives both reasons and says how to let the mail in afterwards."""
+    host = _Host(monkeypatch, {("dovecot", "export"): _manifest("dovecot")},
+                 deploy_fails={"cyrus": MailctlError("cyrus failed to start"),
+                               "dovecot": MailctlError("dovecot failed to start")})
+    with pytest.raises(MailctlError) as caught:
+        _run(dovecot_inventory, "cyrus", _Echo())
+    text = str(caught.value)
+    assert text.startswith(f"{HOST}: cyrus failed to start; the rollback failed too "
+                           "(dovecot failed to start)")
+    assert f"`mailctl mailbox release --host {HOST}`" in text
+    assert host.calls[-2:] == [("deploy", "cyrus"), ("deploy", "dovecot")]
+    assert not any(call[1] == "release" for call in host.calls)
+
+
 def test_import_failure_rolls_back(dovecot_inventory: Inventory,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """The import failing after the switch: back to Dovecot, released there."""
@@ -646,6 +663,11 @@ class FakeIMAP:
         self.selected = None
         return "OK", [b"Completed"]
 
+    def unselect(self) -> tuple[str, list]:
+        self._open()  # RFC 3691: leaves the mailbox without expunging anything
+        self.selected = None
+        return "OK", [b"Completed"]
+
     def create(self, mailbox: str) -> tuple[str, list]:
         name = self._name(mailbox)
         if name in self.boxes:
@@ -778,7 +800,7 @@ def test_copy_messages_equal_mailbox_changes_nothing(tmp_path: Path) -> None:
 
 def test_copy_messages_keeps_saved_deleted_messages(tmp_path: Path) -> None:
     """A message the user flagged \\Deleted but did not expunge is part of the mailbox: the
-    manifest has it, so the copy must keep it, on a first run as on a re-run.
+    manifest has it, so the copy must keep it, on a re-run too (the target has it already).
 
     Fails with the current agent: copy_messages ends its read-write SELECT with CLOSE, which
     expunges every \\Deleted message of the mailbox (RFC 3501 6.4.2), not only the extra
@@ -845,6 +867,25 @@ def test_make_equal_folders_and_subscriptions(tmp_path: Path) -> None:
     assert "Trash" not in target.subscribed
     for name in saved:
         assert target.contents(name) == source.contents(name), name
+
+
+def test_make_equal_empties_a_kept_parent(tmp_path: Path) -> None:
+    """A parent kept for a saved child (Reports for Reports/2019) but holding older mail
+    (Cyrus's copy from before; on Dovecot the user deleted Reports, which left it \\Noselect
+    above its child) must not keep that mail: the target's manifest must equal the saved
+    one, or every migration rolls back on "Reports: only in B".
+
+    Fails with the current agent: make_equal keeps such a parent as it is, messages and all
+    (it is neither deleted nor given copy_messages)."""
+    source = FakeIMAP({"INBOX": [], "Reports/2019": [_msg(2)]},
+                      subscribed=("INBOX",), noselect=("Reports",))
+    saved = _saved(source)
+    target = FakeIMAP({"INBOX": [], "Reports": [_msg(7)], "Reports/2019": [_msg(2)]},
+                      subscribed=("INBOX",))
+    agent.make_equal(target, saved, str(tmp_path))
+    after = {"store": "cyrus", "users": {"u": {"mailboxes": _saved(target)}}}
+    assert diff({"store": "dovecot", "users": {"u": {"mailboxes": saved}}}, after,
+                ignore_ids=True) == []
 
 
 def test_make_equal_never_deletes_inbox(tmp_path: Path) -> None:
@@ -1176,8 +1217,11 @@ def test_dovecot_conf_matches_the_agent() -> None:
         agent.DOVECOT_MAILDIR
     host = Inventory(sb.inventory()).mail_hosts(backend="dovecot")[0]
     locked = mb.LOCKED_USERS.format(**names(host.platform, host.release))
-    assert re.search(rf"passdb \{{\n  driver = passwd-file\n  args = {re.escape(locked)}\n"
-                     r"  deny = yes\n\}", conf)
+    blocks = re.findall(r"^passdb \{\n(.*?)^\}", conf, re.M | re.S)
+    [deny] = [block for block in blocks if re.search(r"^\s*deny = yes$", block, re.M)]
+    assert re.search(r"^\s*driver = passwd-file$", deny, re.M)
+    assert re.search(rf"^\s*args = {re.escape(locked)}$", deny, re.M)
+    assert blocks.index(deny) == 0  # asked before the users' own passdb
     assert f"--locked-list {locked}" in mb.agent_args(host, ["a@sandbox.test"], "lock")
 
 

@@ -90,8 +90,9 @@ def plan(inv: Inventory, limit: str | None, now: str | None, to: str, users: tup
     refused before any host is touched."""
     source = mb.store_host(inv, limit, now)
     if source.backend == to:
-        raise InputError(f"{inv.file_of(source.name, 'mail_backend')}: {source.name}: "
-                         f"mail_backend is already {to}; nothing to migrate")
+        where = (f"--backend {now}" if now
+                 else f"{inv.file_of(source.name, 'mail_backend')}: {source.name}: mail_backend")
+        raise InputError(f"{where} is already {to}; nothing to migrate")
     everyone = mb.chosen_users(inv, source, ())
     chosen = mb.chosen_users(inv, source, users)
     if chosen != everyone:
@@ -121,7 +122,12 @@ def migrate(inv: Inventory, limit: str | None, now: str | None, to: str,
         exported = run.sync(first=False)
         before = exported or run.agent(source, "manifest")
     except MailctlError as exc:
-        run.agent(source, "release")
+        try:
+            run.agent(source, "release")
+        except MailctlError as also:
+            raise MailctlError(f"{exc}; nothing was switched, but the release failed too "
+                               f"({also}): `mailctl mailbox release --host {name}` lets the "
+                               "held mail in") from None
         raise MailctlError(f"{exc}; nothing was switched, delivery stays on {was}") from None
     try:
         echo(f"{name}: switching the store to {to}")
@@ -142,7 +148,15 @@ def migrate(inv: Inventory, limit: str | None, now: str | None, to: str,
         why = failure or f"the manifests differ ({len(findings)} finding(s))"
         # the switch may have got half-way: the source store's files were never touched
         echo(f"{name}: {why}: rolling back to {was}", err=True)
-        run.switch(source)
+        try:
+            run.switch(source)
+        except MailctlError as exc:
+            raise MailctlError(
+                f"{name}: {why}; the rollback failed too ({exc}): the users' mail waits in "
+                f"Postfix's queue and the {was} store's files are untouched; once "
+                f"`ansible-playbook -i {inv.source} playbooks/site.yml -l {name} -e "
+                f"mail_common_backend_override={was} -e mail_common_migrating=true` succeeds, "
+                f"`mailctl mailbox release --host {name}` lets the mail in") from None
         run.agent(source, "release")
         raise MailctlError(f"{name}: {why}; rolled back, delivery stays on {was}")
     run.agent(target, "release")

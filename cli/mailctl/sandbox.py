@@ -63,9 +63,11 @@ def inventory() -> Path:
 
 
 def ca_dir_for(source: Path, given: Path | None) -> Path | None:
-    """--ca-dir, else for the sandbox's inventory the sandbox's own CA directory (its
-    certificates and DKIM keys live there, not beside the inventory), else None."""
-    if given or Path(source).resolve() != inventory().resolve():
+    """--ca-dir, else for the sandbox's inventory (its directory or a file in it) the
+    sandbox's own CA directory (its certificates and DKIM keys live there, not beside the
+    inventory), else None."""
+    here = Path(source).resolve()
+    if given or inventory().resolve() not in (here, here.parent):
         return given
     return CA_DIR
 

@@ -893,6 +893,8 @@ def make_equal(imap: imaplib.IMAP4, saved: dict, bodies: str) -> None:
     for name in sorted(present - set(saved) - parents, reverse=True):  # children first
         if name.upper() != "INBOX":
             check(imap.delete(quote(name)), f"DELETE {name}")
+    for name in sorted(present & parents - set(saved)):
+        copy_messages(imap, name, [], bodies)  # a kept parent holds nothing of its own
     for name in sorted(saved):
         if name not in present:
             check(imap.create(quote(name)), f"CREATE {name}")
@@ -925,7 +927,8 @@ def copy_messages(imap: imaplib.IMAP4, name: str, wanted: list[dict], bodies: st
         check(imap.uid("STORE", ",".join(extra), "+FLAGS.SILENT", r"(\Deleted)"),
               f"STORE {name}")
         check(imap.uid("EXPUNGE", ",".join(extra)), f"EXPUNGE {name}")
-    imap.close()
+    # not CLOSE: it expunges every \\Deleted message, the user's own not yet expunged too
+    check(imap.unselect(), f"UNSELECT {name}")
     missing = sorted((m for rest in todo.values() for m in rest), key=lambda m: m["uid"])
     batch: list[dict] = []
     for message in missing:
