@@ -19,6 +19,7 @@ import imaplib
 import importlib.util
 import json
 import os
+import pwd
 import re
 import subprocess
 import types
@@ -1268,3 +1269,36 @@ def test_ca_dir_given_wins(tmp_path: Path, source: str) -> None:
     """--ca-dir is used whatever the inventory."""
     inventory = sb.inventory() if source == "sandbox" else tmp_path
     assert sb.ca_dir_for(inventory, tmp_path / "my-ca") == tmp_path / "my-ca"
+
+
+def test_vmail_user_is_made_on_a_host_that_never_ran_dovecot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Cyrus host has no mail user: it is made with the profile's uid (as roles/dovecot
+    makes it), and the mail root with it; a host that has one is left alone."""
+    me = pwd.getpwuid(os.getuid())
+    made: list[list[str]] = []
+    known: dict[str, object] = {}
+
+    def getpwnam(name: str):
+        if name not in known:
+            raise KeyError(name)
+        return known[name]
+
+    def run(argv, **kwargs):
+        made.append(argv)
+        if argv[0] == "useradd":
+            known["vmail"] = me
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(agent.pwd, "getpwnam", getpwnam)
+    monkeypatch.setattr(agent, "subprocess", types.SimpleNamespace(
+        run=run, SubprocessError=subprocess.SubprocessError))
+    args = types.SimpleNamespace(vmail_user="vmail", vmail_uid=5000,
+                                 vmail_dir=str(tmp_path / "vmail"))
+    assert agent.vmail_user(args) is me
+    assert made[0] == ["groupadd", "-r", "-g", "5000", "vmail"]
+    assert made[1][:7] == ["useradd", "-r", "-u", "5000", "-g", "vmail", "-d"]
+    assert (tmp_path / "vmail").is_dir()
+    assert oct((tmp_path / "vmail").stat().st_mode & 0o777) == "0o770"
+    made.clear()
+    assert agent.vmail_user(args) is me and made == []

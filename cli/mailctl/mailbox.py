@@ -59,7 +59,7 @@ def agent_args(host: MailHost, users: list[str], command: str = "manifest",
     """The agent's command line for this host (shell-quoted; no secret in it)."""
     where = names(host.platform, host.release)
     words = [command, "--store", host.backend or "", "--vmail-user", where["vmail"],
-             "--vmail-dir", where["vmail_dir"], *extra]
+             "--vmail-uid", where["vmail_uid"], "--vmail-dir", where["vmail_dir"], *extra]
     for user in users:
         words += ["--user", user]
     words += ["--paused-map", PAUSED_USERS.format(**where),

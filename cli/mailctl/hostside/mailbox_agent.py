@@ -974,7 +974,7 @@ def cmd_pull_cyrus(args: argparse.Namespace) -> dict:
     Dovecot service, reading Cyrus as the Cyrus admin on the user's behalf."""
     install_doveadm()
     store = Store(args)  # the Cyrus admin's password
-    entry = pwd.getpwnam(args.vmail_user)
+    entry = vmail_user(args)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     aside = {}
     work = tempfile.mkdtemp(prefix="mailctl-migrate-", dir=args.work_dir)
@@ -1008,6 +1008,26 @@ def cmd_pull_cyrus(args: argparse.Namespace) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"pulled": sorted(set(args.user)), "kept_aside": aside}
+
+
+def vmail_user(args: argparse.Namespace) -> pwd.struct_passwd:
+    """The user that owns Dovecot's mail, made as the dovecot role makes it (roles/dovecot)
+    on a host that never ran Dovecot."""
+    try:
+        return pwd.getpwnam(args.vmail_user)
+    except KeyError:
+        pass
+    uid = str(args.vmail_uid)
+    subprocess.run(["groupadd", "-r", "-g", uid, args.vmail_user], capture_output=True,
+                   timeout=TIMEOUT, check=False)  # exists already: useradd says so
+    run(["useradd", "-r", "-u", uid, "-g", args.vmail_user, "-d", args.vmail_dir, "-M",
+         "-s", "/usr/sbin/nologin", args.vmail_user], f"creating the user {args.vmail_user}")
+    entry = pwd.getpwnam(args.vmail_user)
+    if not os.path.isdir(args.vmail_dir):
+        os.mkdir(args.vmail_dir)
+        os.chmod(args.vmail_dir, 0o770)  # not through mkdir: the umask would narrow it
+        os.chown(args.vmail_dir, entry.pw_uid, entry.pw_gid)
+    return entry
 
 
 def imapc_config(args: argparse.Namespace, password: str, work: str) -> str:
@@ -1068,6 +1088,7 @@ def main() -> int:
         p.add_argument("--locked-list", default="/etc/mailctl/locked-users")
         p.add_argument("--cyrus-bin", default="/usr/lib/cyrus/bin")
         p.add_argument("--vmail-dir", default="/var/vmail")
+        p.add_argument("--vmail-uid", type=int, default=5000)
         p.add_argument("--stage", default="/var/lib/mailctl/migration")
         if name in ("pull-cyrus", "export"):
             p.add_argument("--fresh", action="store_true",
@@ -1082,6 +1103,9 @@ def main() -> int:
         result = commands[args.command](args)
     except (Failure, OSError, imaplib.IMAP4.error, subprocess.SubprocessError) as exc:
         sys.stderr.write(f"{exc}\n")
+        return 1
+    except Exception as exc:  # a bug: still one line, naming the error
+        sys.stderr.write(f"{args.command}: {type(exc).__name__}: {exc}\n")
         return 1
     result["seconds"] = round(time.monotonic() - started, 3)
     json.dump(result, sys.stdout, sort_keys=True)
