@@ -8,7 +8,6 @@ are replaced.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -17,20 +16,7 @@ from pathlib import Path
 
 import pytest
 
-AGENT_PATH = (Path(__file__).resolve().parents[1] / "cli" / "mailctl" / "hostside"
-              / "mailbox_agent.py")
-
-
-def _load_agent() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("mailbox_agent", AGENT_PATH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-agent = _load_agent()
-
+from mailctl.hostside import mailbox_agent as agent
 
 # --------------------------------------------------------------------------- astrings
 

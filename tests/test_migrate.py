@@ -16,7 +16,6 @@ import argparse
 import copy
 import hashlib
 import imaplib
-import importlib.util
 import json
 import os
 import pwd
@@ -34,25 +33,14 @@ from mailctl import mailbox as mb
 from mailctl import migrate as mg
 from mailctl import sandbox as sb
 from mailctl.errors import InputError, MailctlError
+from mailctl.hostside import mailbox_agent as agent
 from mailctl.inventory import Inventory
 from mailctl.manifest_diff import diff
 from mailctl.platforms import names
 from mailctl.render import render_host
 
-AGENT_PATH = REPO / "cli" / "mailctl" / "hostside" / "mailbox_agent.py"
 USERS = ["alice@example.test", "bob@corp.test"]  # conftest's BASE_ALL
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def _load_agent() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("mailbox_agent_migrate", AGENT_PATH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-agent = _load_agent()
 
 
 # =========================================================================== controller
@@ -908,7 +896,8 @@ def _args(**kwargs: object) -> argparse.Namespace:
 def test_export_then_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Dovecot's mail exported to the stage (one file per distinct message and the
     manifest) and imported into a Cyrus holding older mail: the two manifests agree but for
-    the ids, a re-run of the import changes nothing, and a fresh export starts over."""
+    the ids and the user's stage is removed; a re-run (exported again) changes nothing, and
+    a fresh export starts over."""
     user = "alice@example.test"
     source = FakeIMAP({"INBOX": [_msg(1, ("\\Seen", "\\Recent")), _msg(2, ("$Label1",)),
                                  _msg(2, ("$Label1",))],
@@ -939,10 +928,13 @@ def test_export_then_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert "Reports" in imported["users"][user]["mailboxes"]  # Cyrus made the parent
     assert "DELETE Stale" in target.changes()
     assert target.logged_out
+    assert not (stage / user).exists()  # the copy in transit is gone
 
+    agent.cmd_export(_args(stage=str(stage)))
     target.log.clear()
     agent.cmd_import(_args(store="cyrus", stage=str(stage)))
     assert target.changes() == []
+    agent.cmd_export(_args(stage=str(stage)))
 
     (stage / user / "messages" / "leftover").write_bytes(b"x")
     agent.cmd_export(_args(stage=str(stage)))

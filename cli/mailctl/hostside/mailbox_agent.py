@@ -881,6 +881,9 @@ def cmd_import(args: argparse.Namespace) -> dict:
         finally:
             with contextlib.suppress(imaplib.IMAP4.error, OSError):
                 imap.logout()
+        # the stage was a copy in transit: the source store's own files are untouched, and
+        # a migration run again exports afresh
+        shutil.rmtree(os.path.join(args.stage, user), ignore_errors=True)
     return cmd_manifest(args, store)
 
 
