@@ -551,8 +551,9 @@ class Cyrus:
         return aside
 
     def put(self, source: str, directory: str) -> None:
-        """The files of source into directory (created if need be), owned by Cyrus."""
-        os.makedirs(directory, exist_ok=True)
+        """The files of source into directory (created if need be), owned by Cyrus, and so
+        is any parent made for it: Cyrus creates its later mailboxes in them (uuid/q/l/...)."""
+        makedirs_owned(directory, self.args.admin_user)
         for name in os.listdir(source):
             shutil.copy2(os.path.join(source, name), directory)
         chown_tree(directory, self.args.admin_user)

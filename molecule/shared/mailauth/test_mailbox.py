@@ -329,6 +329,8 @@ def test_a_user_whose_mail_is_gone_gets_all_of_it_back(seeded, tmp_path):
     _manifest(tmp_path / "back.json")
     assert _diff(backup / "manifest.json", tmp_path / "back.json").returncode == 0
     assert _client_view_now(owner) == seeded_view_of(backup, owner)
+    if _host().backend == "cyrus":  # Cyrus makes new mailboxes in the directories put back
+        assert _on_host("find", "/var/spool/cyrus", "-user", "root").stdout == ""
 
 
 def _client_view_now(owner) -> dict:
