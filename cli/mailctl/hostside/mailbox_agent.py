@@ -779,7 +779,6 @@ def cmd_release(args: argparse.Namespace) -> dict:
 # `mailctl migrate` runs these in turn (cli/mailctl/migrate.py): pause, sync (twice: while
 # mail flows, then paused), the switch of store by a deploy, import, manifest, release.
 
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 APPEND_BATCH = (200, 8 * 1024 * 1024)  # messages and bytes per MULTIAPPEND
 # The layout mailctl's dovecot.conf gives a user's mail (templates/dovecot/dovecot.conf.j2:
 # mail_location, namespace inbox): the copy from Cyrus is written straight into it.
@@ -945,8 +944,9 @@ def copy_messages(imap: imaplib.IMAP4, name: str, wanted: list[dict], bodies: st
 
 
 def imap_date(utc: str) -> str:
-    when = datetime.strptime(utc, "%Y-%m-%dT%H:%M:%SZ")
-    return f'"{when.day:02d}-{MONTHS[when.month - 1]}-{when.year} {when:%H:%M:%S} +0000"'
+    """The manifest's UTC date as an IMAP date-time (imaplib names the month, not the locale)."""
+    when = datetime.strptime(utc, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return imaplib.Time2Internaldate(when)
 
 
 def append_many(imap: imaplib.IMAP4, name: str, batch: list[dict], bodies: str) -> None:
