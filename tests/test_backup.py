@@ -458,12 +458,27 @@ def test_read_answer_failed() -> None:
 
 
 def test_read_answer_failed_silently() -> None:
-    """Non-zero exit and nothing on stderr: the exit code."""
+    """Non-zero exit and nothing said: the exit code."""
     with pytest.raises(MailctlError, match=rf"^{HOST}: mailbox manifest failed: exit code 127$"):
-        mb.read_answer(_agent_host("dovecot"), CommandResult(127, "{}", " \n"), "mailbox manifest")
+        mb.read_answer(_agent_host("dovecot"), CommandResult(127, "\r\n", " \n"),
+                       "mailbox manifest")
 
 
-@pytest.mark.parametrize("stdout", ["", "not json", '{"users": ', "Warning: x\n{}"])
+def test_read_answer_over_a_terminal() -> None:
+    """Over SSH with become, the host's stderr arrives within stdout (a terminal): the answer
+    is the last line, and so is the error; ssh's own closing line is not the reason."""
+    logged = "imap(a@x.test)<1><x>: Info: Disconnected: Logged out in=1 out=2\r\n"
+    found = mb.read_answer(_agent_host("dovecot"),
+                           CommandResult(0, logged + '{"released": []}\r\n', ""), "release")
+    assert found == {"released": []}
+    failed = CommandResult(1, logged + "a@x.test: the admin cannot open the mailbox\r\n",
+                           "Shared connection to 10.0.0.5 closed.\r\n")
+    with pytest.raises(MailctlError, match=rf"^{HOST}: release failed: a@x\.test: the admin "
+                                           "cannot open the mailbox$"):
+        mb.read_answer(_agent_host("dovecot"), failed, "release")
+
+
+@pytest.mark.parametrize("stdout", ["", "not json", '{"users": ', "{}\nWarning: x"])
 def test_read_answer_bad_json(stdout: str) -> None:
     """Output that is no JSON: MailctlError, no traceback."""
     with pytest.raises(MailctlError, match=rf"^{HOST}: the mailbox agent's answer is not JSON"):

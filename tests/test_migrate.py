@@ -889,6 +889,7 @@ def test_make_equal_never_deletes_inbox(tmp_path: Path) -> None:
 
 def _args(**kwargs: object) -> argparse.Namespace:
     defaults = {"store": "dovecot", "user": ["alice@example.test"], "fresh": False,
+                "pack": False, "archive": None,
                 "admin_user": "cyrus", "vmail_user": "vmail"}
     return argparse.Namespace(**{**defaults, **kwargs})
 
@@ -1294,3 +1295,214 @@ def test_vmail_user_is_made_on_a_host_that_never_ran_dovecot(
     assert oct((tmp_path / "vmail").stat().st_mode & 0o777) == "0o770"
     made.clear()
     assert agent.vmail_user(args) is me and made == []
+
+
+# =========================================================================== agent: pack, archive
+# `mailctl migrate --domain` (cli/mailctl/domain_move.py): `export --pack` puts the users'
+# stage in one archive for another host, `import --archive` takes it there.
+
+PACKED_USERS = ["alice@example.test", "bob@corp.test"]
+
+
+def _pack_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[dict, dict, Path]:
+    """Each user's mail on the Dovecot host (source) and an older copy on the Cyrus host
+    (target); the work directory where the archive is made."""
+    source = {PACKED_USERS[0]: FakeIMAP({"INBOX": [_msg(1), _msg(2, ("$Label1",))],
+                                         "Sent": [_msg(3, day=2)]},
+                                        subscribed=("INBOX", "Sent")),
+              PACKED_USERS[1]: FakeIMAP({"INBOX": [_msg(4, ("\\Flagged",))]},
+                                        subscribed=("INBOX",))}
+    target = {PACKED_USERS[0]: FakeIMAP({"INBOX": [_msg(9)]}, parents_made=True),
+              PACKED_USERS[1]: FakeIMAP({"INBOX": []}, parents_made=True)}
+    monkeypatch.setattr(agent, "Store", lambda args: _Store(
+        source if args.store == "dovecot" else target, args.store))
+    work = tmp_path / "work"
+    work.mkdir()
+    return source, target, work
+
+
+def _members(archive: str) -> list[str]:
+    import tarfile
+
+    with tarfile.open(archive) as packed:
+        return sorted(m.name for m in packed.getmembers())
+
+
+def test_export_pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """export --pack: the export as usual, and the given users' stage directories (only
+    theirs) in one gzipped tar in the work directory, mode 0600; the answer is {manifest,
+    archive, bytes, sha256}."""
+    _, _, work = _pack_env(tmp_path, monkeypatch)
+    stage = tmp_path / "stage"
+    (stage / "carol@other.test").mkdir(parents=True)  # another migration's user
+    (stage / "carol@other.test" / "manifest.json").write_text("{}")
+    packed = agent.cmd_export(_args(user=list(reversed(PACKED_USERS)), stage=str(stage),
+                                    fresh=True, pack=True, work_dir=str(work)))
+    assert sorted(packed) == ["archive", "bytes", "manifest", "sha256"]
+    archive = Path(packed["archive"])
+    assert archive.parent == work
+    assert archive.name.startswith("mailctl-move-") and archive.name.endswith(".tar.gz")
+    assert oct(archive.stat().st_mode & 0o777) == "0o600"
+    assert packed["bytes"] == archive.stat().st_size
+    assert packed["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert packed["sha256"] == agent.sha256_file(str(archive))
+    manifest = packed["manifest"]
+    assert (manifest["mailctl_manifest"], manifest["store"]) == (1, "dovecot")
+    assert sorted(manifest["users"]) == PACKED_USERS
+    for user in PACKED_USERS:
+        assert json.loads((stage / user / "manifest.json").read_text()) == \
+            manifest["users"][user]
+    members = _members(str(archive))
+    assert {m.split("/")[0] for m in members} == set(PACKED_USERS)  # not carol, not "."
+    for user, numbers in ((PACKED_USERS[0], (1, 2, 3)), (PACKED_USERS[1], (4,))):
+        assert f"{user}/manifest.json" in members
+        assert sorted(m for m in members if m.startswith(f"{user}/messages/")) == sorted(
+            f"{user}/messages/{hashlib.sha256(_body(n)).hexdigest()}" for n in numbers)
+
+
+def _watch_tar(monkeypatch: pytest.MonkeyPatch, fails: bool = False) -> list[str]:
+    """The agent's run() as it is, noting the archive's mode once tar has written it (and
+    then failing, as a full disk would, when asked)."""
+    real_run, modes = agent.run, []
+
+    def run(argv: list[str], what: str, retries: int = 1) -> None:
+        real_run(argv, what, retries)
+        if argv[0] == "tar":
+            modes.append(oct(os.stat(argv[argv.index("-czf") + 1]).st_mode & 0o777))
+            if fails:
+                raise agent.Failure(f"{what}: No space left on device")
+
+    monkeypatch.setattr(agent, "run", run)
+    return modes
+
+
+def test_export_pack_never_leaves_the_mail_readable(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The archive holds the users' mail, in /var/tmp: it is 0600 while tar writes it (a big
+    domain packs for minutes), not only once it is done, and a failed pack leaves no archive
+    behind (the controller never learns its name, so nobody would remove it).
+
+    Fails with the current agent: tempfile.mktemp only names the file, tar creates it with
+    the umask's mode (0644) and the chmod to 0600 comes after; a failed tar leaves it."""
+    _, _, work = _pack_env(tmp_path, monkeypatch)
+    umask = os.umask(0o022)  # root's usual umask
+    try:
+        modes = _watch_tar(monkeypatch)
+        packed = agent.cmd_export(_args(user=PACKED_USERS, stage=str(tmp_path / "stage"),
+                                        fresh=True, pack=True, work_dir=str(work)))
+        assert modes == ["0o600"]
+        Path(packed["archive"]).unlink()
+        _watch_tar(monkeypatch, fails=True)
+        with pytest.raises(agent.Failure, match=r"^packing the export: No space left"):
+            agent.cmd_export(_args(user=PACKED_USERS, stage=str(tmp_path / "stage"),
+                                   pack=True, work_dir=str(work)))
+    finally:
+        os.umask(umask)
+    assert list(work.iterdir()) == []
+
+
+def test_export_without_pack_makes_no_archive(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    _, _, work = _pack_env(tmp_path, monkeypatch)
+    exported = agent.cmd_export(_args(user=PACKED_USERS, stage=str(tmp_path / "stage"),
+                                      work_dir=str(work)))
+    assert sorted(exported["users"]) == PACKED_USERS and "archive" not in exported
+    assert list(work.iterdir()) == []
+
+
+def test_import_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """import --archive on another host: the archive's users replace their stage there (a
+    stale one from an earlier run included; other users' stages stay), the mail is imported,
+    and the answer carries "before", the manifests the archive held, equal to the target's
+    by content; the archive stays, so a re-run imports it again and changes nothing."""
+    source, target, work = _pack_env(tmp_path, monkeypatch)
+    packed = agent.cmd_export(_args(user=PACKED_USERS, stage=str(tmp_path / "stage"),
+                                    fresh=True, pack=True, work_dir=str(work)))
+    stage = tmp_path / "elsewhere"
+    stale = stage / PACKED_USERS[0]
+    (stale / "messages").mkdir(parents=True)
+    (stale / "messages" / "stale").write_bytes(b"x")
+    (stale / "manifest.json").write_text(json.dumps({"mailboxes": {}}))
+    (stage / "zed@other.test").mkdir()
+    stage.chmod(0o755)
+
+    imported = agent.cmd_import(_args(store="cyrus", user=PACKED_USERS, stage=str(stage),
+                                      archive=packed["archive"]))
+    before = imported.pop("before")
+    assert before["users"] == packed["manifest"]["users"]
+    assert before["store"] is None  # the controller names the source's store
+    assert (before["mailctl_manifest"], before["host"]) == (1, imported["host"])
+    assert imported["store"] == "cyrus" and sorted(imported["users"]) == PACKED_USERS
+    assert diff(dict(before, store="dovecot"), imported, ignore_ids=True) == []
+    assert diff(packed["manifest"], imported, ignore_ids=True) == []
+    for user in PACKED_USERS:
+        for name in source[user].boxes:
+            assert target[user].contents(name) == source[user].contents(name), (user, name)
+        assert not (stage / user).exists()  # the copy in transit is gone
+    assert "DELETE" not in " ".join(target[PACKED_USERS[0]].changes())
+    assert (stage / "zed@other.test").is_dir()
+    assert oct(stage.stat().st_mode & 0o777) == "0o700"
+    assert Path(packed["archive"]).is_file()
+
+    for fake in target.values():
+        fake.log.clear()
+    again = agent.cmd_import(_args(store="cyrus", user=PACKED_USERS, stage=str(stage),
+                                   archive=packed["archive"]))
+    assert all(fake.changes() == [] for fake in target.values())
+    assert again["before"]["users"] == packed["manifest"]["users"]
+
+
+def test_import_archive_lacking_a_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An archive without one of the users: the agent's Failure, nothing imported."""
+    _, target, work = _pack_env(tmp_path, monkeypatch)
+    packed = agent.cmd_export(_args(user=PACKED_USERS[:1], stage=str(tmp_path / "stage"),
+                                    fresh=True, pack=True, work_dir=str(work)))
+    with pytest.raises(agent.Failure, match=r"^unpacking the export: "):
+        agent.cmd_import(_args(store="cyrus", user=PACKED_USERS,
+                               stage=str(tmp_path / "elsewhere"), archive=packed["archive"]))
+    assert all(fake.changes() == [] for fake in target.values())
+
+
+def test_import_without_archive_has_no_before(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same host's migration (no archive) answers the plain manifest, as before."""
+    _, _, work = _pack_env(tmp_path, monkeypatch)
+    stage = str(tmp_path / "stage")
+    agent.cmd_export(_args(user=PACKED_USERS, stage=stage, work_dir=str(work)))
+    imported = agent.cmd_import(_args(store="cyrus", user=PACKED_USERS, stage=stage))
+    assert "before" not in imported and sorted(imported["users"]) == PACKED_USERS
+
+
+@pytest.mark.parametrize(("argv", "pack", "archive"), [
+    (["export", "--pack"], True, None),
+    (["export"], False, None),
+    (["import", "--archive", "/var/tmp/mailctl-move-other.test.tar.gz"], None,
+     "/var/tmp/mailctl-move-other.test.tar.gz"),
+    (["import"], None, None),
+])
+def test_agent_command_line_pack_and_archive(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture, argv: list[str],
+                                             pack: bool | None, archive: str | None) -> None:
+    """--pack is export's, --archive import's; the work directory defaults to /var/tmp,
+    where the controller removes the archives it fetched (mailctl-move-*.tar.gz)."""
+    def answer(args: argparse.Namespace) -> dict:
+        return {"pack": getattr(args, "pack", None), "archive": getattr(args, "archive", None),
+                "work_dir": args.work_dir}
+
+    monkeypatch.setattr(agent, "cmd_export", answer)
+    monkeypatch.setattr(agent, "cmd_import", answer)
+    monkeypatch.setattr(agent.sys, "argv", ["mailbox_agent.py", *argv, "--store", "dovecot",
+                                            "--user", "alice@example.test"])
+    assert agent.main() == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["pack"], out["archive"], out["work_dir"]) == (pack, archive, "/var/tmp")
+
+
+@pytest.mark.parametrize("argv", [["manifest", "--pack"], ["export", "--archive", "x"]])
+def test_agent_refuses_pack_and_archive_elsewhere(monkeypatch: pytest.MonkeyPatch,
+                                                  argv: list[str]) -> None:
+    monkeypatch.setattr(agent.sys, "argv", ["mailbox_agent.py", *argv, "--store", "dovecot",
+                                            "--user", "alice@example.test"])
+    with pytest.raises(SystemExit) as caught:
+        agent.main()
+    assert caught.value.code == 2

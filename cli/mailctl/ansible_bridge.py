@@ -228,6 +228,23 @@ def installed_stores(stores: list[dict[str, Any]], packages: dict[str, Any]) -> 
     return [s for s in stores if s["mail"]["server"] in packages]
 
 
+def departing_domains(stored: list[dict[str, Any]], topology: dict[str, Any]
+                      ) -> list[dict[str, str]]:
+    """The domains that a mailstore stored at its last deploy (`stored`: the loop results of
+    reading each store's stored-domains file, item = its name) and that the inventory now puts
+    on another mailstore, as {domain, from, to}. A domain dropped from every store is not
+    moving: its mail stays where it is."""
+    owner = {r["domain"]: r["store_name"] for r in topology.get("routes", [])}
+    moves = []
+    for result in stored:
+        for line in result.get("stdout_lines") or []:
+            domain = line.strip()
+            to = owner.get(domain)
+            if to and to != result.get("item"):
+                moves.append({"domain": domain, "from": result.get("item"), "to": to})
+    return moves
+
+
 def failure_text(result: dict[str, Any]) -> str:
     """One loop item's failure as a line: what a validator printed, else the module's
     message."""

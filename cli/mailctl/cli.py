@@ -418,23 +418,34 @@ def restore_cmd(ctx, inv: Inventory, limit, backend, from_dir: Path, to_host, us
 
 @main.command("migrate")
 @inventory_options
-@click.option("--to", "to_backend", type=click.Choice(BACKENDS), required=True,
-              help="The store to move the host's mail into.")
+@click.option("--to", "to_backend", type=click.Choice(BACKENDS), default=None,
+              help="The store to move the host's mail into (on the same host).")
+@click.option("--domain", default=None,
+              help="Move this domain's mail from --host to the mailstore the inventory now "
+                   "stores it on (multi-host).")
 @users_option
 @ca_dir_option
 @verbose_option
 @click.pass_context
-def migrate_cmd(ctx, inv: Inventory, limit, backend, to_backend: str, users, ca_dir,
-                verbose) -> None:
-    """Move a host's mail (--host) into the other store while mail keeps arriving: no message
-    lost or duplicated, proven by the two stores' manifests, rolled back if they differ.
-    The host's store now is its mail_backend (or --backend, for a host deployed with it)."""
+def migrate_cmd(ctx, inv: Inventory, limit, backend, to_backend: str | None,
+                domain: str | None, users, ca_dir, verbose) -> None:
+    """Move mail while it keeps arriving, with no message lost or duplicated, proven by the
+    two manifests: a host's mail into its other store (--host H --to STORE; its store now is
+    its mail_backend, or --backend), or a domain's mail to another mailstore (--host H
+    --domain D, once the inventory puts D on its new mailstore)."""
+    from .domain_move import move_domain
     from .migrate import migrate
 
+    if (to_backend is None) == (domain is None):
+        raise InputError("mailctl migrate: give either --to STORE (the host's own store "
+                         "changes) or --domain D (the domain moves to another mailstore)")
     vault = ctx.params.get("vault_password_file")
-    done = migrate(inv, limit, backend, to_backend, users, click.echo,
-                   vault=str(vault) if vault else None, verbose=verbose,
-                   ca_dir=sb.ca_dir_for(inv.source, ca_dir))
+    options = {"vault": str(vault) if vault else None, "verbose": verbose,
+               "ca_dir": sb.ca_dir_for(inv.source, ca_dir)}
+    if domain:
+        done = move_domain(inv, limit, domain, users, click.echo, **options)
+    else:
+        done = migrate(inv, limit, backend, to_backend, users, click.echo, **options)
     click.echo("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in done.timings.items()))
 
 

@@ -27,6 +27,8 @@ AGENT = Path(__file__).parent / "hostside" / "mailbox_agent.py"
 CYRUS_ADMIN_PW = "{state_dir}/cyrus-admin.pw"
 # the users whose delivery Postfix pauses (templates/postfix/main.cf.j2, roles/postfix)
 PAUSED_USERS = "{state_dir}/paused-users"
+# the domains a mailstore stored at its last deploy (roles/mail_common: the domain-move check)
+STORED_DOMAINS = "{state_dir}/stored-domains"
 # the users Dovecot refuses while a migration takes their last copy (dovecot.conf.j2)
 LOCKED_USERS = "{state_dir}/locked-users"
 
@@ -72,15 +74,27 @@ def agent_args(host: MailHost, users: list[str], command: str = "manifest",
     return " ".join(shlex.quote(w) for w in words)
 
 
+def agent_error(answer: CommandResult) -> str:
+    """The agent's one-line reason: its last line on stderr, or on stdout when a terminal
+    merged the two (not ssh's own "Shared connection to ... closed.")."""
+    for text in (answer.stderr, answer.stdout):
+        lines = [line.strip() for line in text.splitlines()
+                 if line.strip() and not line.startswith("Shared connection to ")]
+        if lines:
+            return lines[-1]
+    return f"exit code {answer.rc}"
+
+
 def read_answer(host: MailHost, answer: CommandResult | str, what: str) -> dict:
     """The agent's JSON answer, or MailctlError with its one-line reason."""
     if isinstance(answer, str):
         raise MailctlError(f"{host.name}: {answer}")
+    # over SSH with a terminal (become), the host's stderr arrives within stdout: the answer
+    # and the error are each the agent's last line
     if answer.rc != 0:
-        why = (answer.stderr.strip().splitlines() or [f"exit code {answer.rc}"])[-1]
-        raise MailctlError(f"{host.name}: {what} failed: {why}")
+        raise MailctlError(f"{host.name}: {what} failed: {agent_error(answer)}")
     try:
-        found = json.loads(answer.stdout)
+        found = json.loads((answer.stdout.strip().splitlines() or [""])[-1])
     except json.JSONDecodeError as exc:
         raise MailctlError(f"{host.name}: the mailbox agent's answer is not JSON: {exc}") from None
     if not isinstance(found, dict):

@@ -79,7 +79,7 @@ class Migration:
 
     def switch(self, to: MailHost) -> None:
         started = time.monotonic()
-        deploy(self.inv, _indented(self.echo), limit=to.name, backend=to.backend,
+        deploy(self.inv, indented(self.echo), limit=to.name, backend=to.backend,
                vault=self.vault, verbose=self.verbose, ca_dir=self.ca_dir, migrating=True)
         self.timings[f"deploy {to.backend}"] = time.monotonic() - started
 
@@ -172,7 +172,7 @@ def migrate(inv: Inventory, limit: str | None, now: str | None, to: str,
     return run
 
 
-def _indented(echo: Echo) -> Echo:
+def indented(echo: Echo) -> Echo:
     def shown(text: str = "", err: bool = False) -> None:
         echo("\n".join("    " + line for line in str(text).splitlines()), err=err)
     return shown

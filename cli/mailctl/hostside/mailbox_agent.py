@@ -856,9 +856,25 @@ def cmd_export(args: argparse.Namespace) -> dict:
         manifest = user_manifest(store, user, keep)
         write_json(os.path.join(args.stage, user, "manifest.json"), manifest)
         result[user] = manifest
-    return {"mailctl_manifest": FORMAT, "store": args.store, "host": socket.getfqdn(),
-            "taken": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "users": result}
+    exported = {"mailctl_manifest": FORMAT, "store": args.store, "host": socket.getfqdn(),
+                "taken": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "users": result}
+    if not args.pack:
+        return exported
+    # for another host (mailctl migrate --domain): the stage of these users in one archive,
+    # made 0600 before tar writes the mail into it, and gone if packing fails (the controller
+    # would never learn its name)
+    handle, archive = tempfile.mkstemp(prefix="mailctl-move-", suffix=".tar.gz",
+                                       dir=args.work_dir)
+    os.close(handle)
+    try:
+        run(["tar", "-C", args.stage, "-czf", archive, *sorted(set(args.user))],
+            "packing the export")
+    except BaseException:
+        os.unlink(archive)
+        raise
+    return {"manifest": exported, "archive": archive, "bytes": os.path.getsize(archive),
+            "sha256": sha256_file(archive)}
 
 
 def write_json(path: str, data: dict) -> None:
@@ -872,9 +888,13 @@ def cmd_import(args: argparse.Namespace) -> dict:
     messages (content, flags, keywords, INTERNALDATE). New UIDs are handed out: IMAP has no
     way to set them. What is already there and equal stays, so a re-run resumes."""
     store = Store(args)
+    if args.archive:  # an export of another host (mailctl migrate --domain)
+        unpack_stage(args)
+    before = {}
     for user in sorted(set(args.user)):
         with open(os.path.join(args.stage, user, "manifest.json"), encoding="utf-8") as handle:
             saved = json.load(handle)
+        before[user] = saved
         imap = store.imap(user)
         try:
             make_equal(imap, saved["mailboxes"], os.path.join(args.stage, user, "messages"))
@@ -884,7 +904,21 @@ def cmd_import(args: argparse.Namespace) -> dict:
         # the stage was a copy in transit: the source store's own files are untouched, and
         # a migration run again exports afresh
         shutil.rmtree(os.path.join(args.stage, user), ignore_errors=True)
-    return cmd_manifest(args, store)
+    after = cmd_manifest(args, store)
+    if args.archive:  # what the archive held: the copy to compare with, on a re-run too
+        after["before"] = dict(after, users=before, store=None)
+    return after
+
+
+def unpack_stage(args: argparse.Namespace) -> None:
+    """The archive's users (made by `export --pack`) replace their stage here; the archive
+    stays until mailctl has compared the manifests, so that a re-run can import it again."""
+    os.makedirs(args.stage, mode=0o700, exist_ok=True)
+    os.chmod(args.stage, 0o700)
+    for user in sorted(set(args.user)):
+        shutil.rmtree(os.path.join(args.stage, user), ignore_errors=True)
+    run(["tar", "-C", args.stage, "--no-same-owner", "-xzf", args.archive,
+         *sorted(set(args.user))], "unpacking the export")
 
 
 def make_equal(imap: imaplib.IMAP4, saved: dict, bodies: str) -> None:
@@ -1098,6 +1132,11 @@ def main() -> int:
             p.add_argument("--fresh", action="store_true",
                            help="start over (an earlier stage is removed, an existing Maildir "
                                 "moved aside)")
+        if name == "export":
+            p.add_argument("--pack", action="store_true",
+                           help="also pack the users' stage into one archive for another host")
+        if name == "import":
+            p.add_argument("--archive", help="an archive of `export --pack` to import")
         if name == "restore":
             p.add_argument("--archive", required=True)
             p.add_argument("--force", action="store_true")

@@ -45,5 +45,6 @@ class FilterModule:
             "mailctl_stale": ansible_bridge.stale_files,
             "mailctl_stale_sources": ansible_bridge.stale_sources,
             "mailctl_installed": ansible_bridge.installed_stores,
+            "mailctl_departing": ansible_bridge.departing_domains,
             "mailctl_failure_text": ansible_bridge.failure_text,
         }
