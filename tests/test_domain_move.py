@@ -283,8 +283,8 @@ class _Hosts:
         self.calls.append(("shell", host, command))
         if host in self.shell_fails:
             return {host: self.shell_fails[host]}
-        if command == f"cat {STORED} 2>/dev/null || true":
-            return {host: CommandResult(0, self.stored.get(host, ""), "")}
+        if command == f"cat {STORED} 2>/dev/null || echo NO-RECORD":
+            return {host: CommandResult(0, self.stored.get(host, "NO-RECORD\n"), "")}
         if command == f"test -f {INCOMING} && echo kept || true":
             kept = (host, INCOMING) in self.files
             return {host: CommandResult(0, "kept\n" if kept else "", "")}
@@ -315,9 +315,9 @@ def _move(inv: Inventory, echo: _Echo | None = None) -> dm.DomainMove:
                           ca_dir=Path("/ca"))
 
 
-READ_STORED = ("shell", STORE1, f"cat {STORED} 2>/dev/null || true")
+READ_STORED = ("shell", STORE1, f"cat {STORED} 2>/dev/null || echo NO-RECORD")
 # after a failure before the switch: did an earlier run switch the new store already?
-READ_TARGET_STORED = ("shell", STORE2, f"cat {STORED} 2>/dev/null || true")
+READ_TARGET_STORED = ("shell", STORE2, f"cat {STORED} 2>/dev/null || echo NO-RECORD")
 BEFORE_THE_SWITCH = [
     (STORE1, "export", "--fresh"),
     (STORE2, "pause"),
@@ -583,6 +583,20 @@ def test_resume_with_nothing_to_import(moved: Inventory, monkeypatch: pytest.Mon
         f"({INCOMING}): the domain was taken off this store without mailctl migrate")
     assert [c[0] for c in hosts.calls] == ["shell", "shell"]
     assert hosts.deploys == []
+
+
+def test_a_source_deployed_before_the_record_is_moved_in_full(
+        moved: Inventory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No stored-domains on either store (deployed by a mailctl without it): the source still
+    holds the mail, so the whole move runs, and a failure before the switch releases both."""
+    hosts = _Hosts(monkeypatch, moved, stored={})
+    _move(moved)
+    assert hosts.calls[1] == (STORE1, "export", "--fresh")
+    failing = _Hosts(monkeypatch, moved, {(STORE1, "lock"): MailctlError("lock failed")},
+                     stored={})
+    with pytest.raises(MailctlError, match="nothing was switched, delivery stays on"):
+        _move(moved)
+    assert failing.calls[-2:] == [(STORE2, "release"), (STORE1, "release")]
 
 
 def test_a_stored_list_naming_another_domain_is_not_this_one(

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from .model import MailHost
 
 Echo = Callable[..., None]
+NO_RECORD = "NO-RECORD"  # what stores_domain reads when the host has no stored-domains
 
 
 @dataclass
@@ -81,14 +82,14 @@ class DomainMove:
         answer = run_commands(self.inv.source, {host.name: command},
                               vault_password_file=self.vault)[host.name]
         if isinstance(answer, str) or answer.rc != 0:
-            why = answer if isinstance(answer, str) else (answer.stderr.strip() or answer.rc)
+            why = answer if isinstance(answer, str) else mb.agent_error(answer)
             raise MailctlError(f"{host.name}: {command.split()[0]} failed: {why}")
         return answer.stdout
 
     def switched(self) -> bool:
         """Has a deploy already taken the domain off the old store (a run that got past the
         switch), so that its mail there can no longer be read?"""
-        if self.stores_domain(self.source):
+        if self.stores_domain(self.source) is not False:  # or never recorded (older mailctl)
             return False
         if self.shell(self.target, f"test -f {self.incoming} && echo kept || true").strip():
             return True
@@ -128,11 +129,12 @@ class DomainMove:
                 and "/" not in path[len("/var/tmp/"):]:
             self.shell(host, f"rm -f -- {shlex.quote(path)}")
 
-    def stores_domain(self, host: MailHost) -> bool:
-        """Did the host's last deploy store the domain (roles/mail_common: stored-domains)?"""
-        where = mb.STORED_DOMAINS.format(**names(host.platform, host.release))
-        stored = self.shell(host, f"cat {shlex.quote(where)} 2>/dev/null || true")
-        return self.domain in stored.split()
+    def stores_domain(self, host: MailHost) -> bool | None:
+        """Did the host's last deploy store the domain (roles/mail_common: stored-domains)?
+        None when no deploy recorded it (a host deployed by an older mailctl)."""
+        where = shlex.quote(mb.STORED_DOMAINS.format(**names(host.platform, host.release)))
+        stored = self.shell(host, f"cat {where} 2>/dev/null || echo {NO_RECORD}").split()
+        return None if stored == [NO_RECORD] else self.domain in stored
 
     def switch(self) -> None:
         started = time.monotonic()
@@ -220,7 +222,7 @@ def move_domain(inv: Inventory, limit: str | None, domain: str, users: tuple[str
             echo(f"{src.name}: final sync, with the users locked out of IMAP and POP3")
             run.carry(run.agent(src, "export", "--pack"))
         except MailctlError as exc:
-            if run.stores_domain(dst):
+            if run.stores_domain(dst):  # None (never recorded): no earlier switch either
                 # an earlier run's switch got as far as the new store: mail it lets in now
                 # would be removed by the import that makes it equal to the old store's copy
                 raise MailctlError(
