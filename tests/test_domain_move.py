@@ -328,6 +328,8 @@ BEFORE_THE_SWITCH = [
     ("fetch", STORE1, SOURCE_ARCHIVE),
     ("send", STORE2, INCOMING),
 ]
+# the new store first, then every other router (in the inventory's order)
+SWITCH = [("deploy", STORE2), ("deploy", f"{MX}:{STORE1}")]
 FLUSH = ("flush", "mx1.example.test", STORE1, STORE2)  # every router's queue, at once
 AFTER_THE_SWITCH = [
     (STORE2, "lock"),
@@ -345,30 +347,33 @@ def test_move_domain(moved: Inventory, monkeypatch: pytest.MonkeyPatch) -> None:
     hosts = _Hosts(monkeypatch, moved)
     echo = _Echo()
     done = _move(moved, echo)
-    limit = ":".join(h.name for h in moved.mail_plan()[0])
+    others = ":".join(h.name for h in moved.mail_plan()[0] if h.name != STORE2)
     assert hosts.calls == [
         READ_STORED,
         *BEFORE_THE_SWITCH,
         ("shell", STORE1, f"rm -f -- {SOURCE_ARCHIVE}"),
-        ("deploy", limit),
+        *SWITCH,
         *AFTER_THE_SWITCH,
         (STORE2, "release"),
         (STORE1, "release"),
         FLUSH,
         ("shell", STORE2, f"rm -f -- {INCOMING}"),
     ]
-    assert sorted(limit.split(":")) == sorted([MX, STORE1, STORE2])
+    assert sorted(others.split(":")) == sorted([MX, STORE1])
+    # the new store first: an mx routing the domain to a store not yet taking it bounces mail
     assert hosts.deploys == [{"limit": limit, "vault": "vault.txt", "verbose": False,
-                              "ca_dir": Path("/ca"), "migrating": True}]
+                              "ca_dir": Path("/ca"), "migrating": True}
+                             for limit in (STORE2, others)]
     assert hosts.files == {}  # neither archive is left behind
     assert done.users == USERS and done.target.name == STORE2
-    assert {"export (store1.example.test)", "carry", "deploy",
-            "import (store2.example.test)", "hold window"} <= set(done.timings)
+    assert {"export (store1.example.test)", "carry", "deploy (new store)",
+            "deploy (the other routers)", "import (store2.example.test)",
+            "hold window"} <= set(done.timings)
     assert not any(err for _, err in echo.lines)
     assert echo.lines[0][0] == (f"{DOMAIN}: moving 2 user(s) from {STORE1} (dovecot) to "
                                 f"{STORE2} (cyrus); IMAP hands out new UIDs: POP3 clients "
                                 "fetch their mail once more")
-    assert f"    deploying 3 host(s): {limit}" in echo.text.splitlines()  # indented
+    assert f"    deploying 3 host(s): {others}" in echo.text.splitlines()  # indented
     assert (f"{DOMAIN}: {STORE2}'s manifest equals {STORE1}'s (content, flags, keywords, "
             "dates, folders and subscriptions); held mail released") in echo.text
     assert echo.lines[-1][0].startswith(f"{DOMAIN}: now stored on {STORE2};")
@@ -395,8 +400,8 @@ def test_move_domain_of_aliases_only(make_inventory, monkeypatch: pytest.MonkeyP
     hosts = _Hosts(monkeypatch, inv)
     echo = _Echo()
     run = dm.move_domain(inv, STORE1, DOMAIN, (), echo, vault="vault.txt")
-    assert [c[0] for c in hosts.calls] == ["deploy"]
-    assert hosts.deploys[0]["migrating"] is True
+    assert [c[0] for c in hosts.calls] == ["deploy", "deploy"]
+    assert all(d["migrating"] for d in hosts.deploys)
     assert run.users == []
     assert echo.lines[-1][0] == f"{DOMAIN}: now routed to {STORE2}"
 
@@ -559,7 +564,7 @@ def test_resume_after_the_switch(moved: Inventory, monkeypatch: pytest.MonkeyPat
     assert hosts.calls == [
         READ_STORED,
         ("shell", STORE2, f"test -f {INCOMING} && echo kept || true"),
-        ("deploy", hosts.deploys[-1]["limit"]),
+        *SWITCH,
         *AFTER_THE_SWITCH,
         (STORE2, "release"),
         (STORE1, "release"),

@@ -10,8 +10,9 @@ H1 (roles/mail_common: stored-domains), and points here. In order:
 2. pause the users' delivery on both stores (Postfix keeps their mail; senders get 250);
 3. lock the users out of H1's IMAP and POP3, final export, packed into one archive that
    travels H1 -> this machine -> the new store (kept there until the move is proven);
-4. the switch: a deploy of every mx and mailstore with the inventory as it is now, so the
-   domain is routed to its new store (mail_common_migrating lets it past the check);
+4. the switch: a deploy of the new store, then of every other mx and mailstore, with the
+   inventory as it is now, so the domain is routed to its new store once that store takes it
+   (mail_common_migrating lets both past the check);
 5. the new store imports the archive over IMAP (new UIDs: say so), and its manifest must equal
    H1's by content, flags, keywords, dates, folders and subscriptions;
 6. release: the new store's held mail first, then H1's, which now relays to the new store;
@@ -137,10 +138,15 @@ class DomainMove:
         return None if stored == [NO_RECORD] else self.domain in stored
 
     def switch(self) -> None:
-        started = time.monotonic()
-        deploy(self.inv, indented(self.echo), limit=":".join(self.routers), vault=self.vault,
-               verbose=self.verbose, ca_dir=self.ca_dir, migrating=True)
-        self.timings["deploy"] = time.monotonic() - started
+        """The new store first, then every other router: an mx that routed the domain to a
+        store not yet deployed to take it would bounce its mail (Relay access denied)."""
+        others = [name for name in self.routers if name != self.target.name]
+        for limit, key in ((self.target.name, "deploy (new store)"),
+                           (":".join(others), "deploy (the other routers)")):
+            started = time.monotonic()
+            deploy(self.inv, indented(self.echo), limit=limit, vault=self.vault,
+                   verbose=self.verbose, ca_dir=self.ca_dir, migrating=True)
+            self.timings[key] = time.monotonic() - started
 
     def release(self, *hosts: MailHost) -> None:
         for host in hosts:
