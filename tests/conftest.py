@@ -188,3 +188,17 @@ def tree(root: Path) -> dict[str, bytes]:
     """Every file below root, by relative POSIX path."""
     return {p.relative_to(root).as_posix(): p.read_bytes()
             for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class Echo:
+    """click.echo's stand-in: what a command printed, in order, with err=True marked."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, bool]] = []
+
+    def __call__(self, text: str = "", err: bool = False) -> None:
+        self.lines.append((str(text), err))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(line for line, _ in self.lines)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import HOST, REPO
+from conftest import HOST, REPO, Echo
 
 from mailctl import ansible_bridge
 from mailctl import domain_move as dm
@@ -298,20 +298,8 @@ class _Hosts:
         return [c for c in self.calls if c[0] != "shell"]
 
 
-class _Echo:
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, bool]] = []
-
-    def __call__(self, text: str = "", err: bool = False) -> None:
-        self.lines.append((str(text), err))
-
-    @property
-    def text(self) -> str:
-        return "\n".join(line for line, _ in self.lines)
-
-
-def _move(inv: Inventory, echo: _Echo | None = None) -> dm.DomainMove:
-    return dm.move_domain(inv, STORE1, DOMAIN, (), echo or _Echo(), vault="vault.txt",
+def _move(inv: Inventory, echo: Echo | None = None) -> dm.DomainMove:
+    return dm.move_domain(inv, STORE1, DOMAIN, (), echo or Echo(), vault="vault.txt",
                           ca_dir=Path("/ca"))
 
 
@@ -345,7 +333,7 @@ def test_move_domain(moved: Inventory, monkeypatch: pytest.MonkeyPatch) -> None:
     manifests are compared by content (new UIDs are no difference), store2 is released
     before store1, and the archive kept on store2 is removed last."""
     hosts = _Hosts(monkeypatch, moved)
-    echo = _Echo()
+    echo = Echo()
     done = _move(moved, echo)
     others = ":".join(h.name for h in moved.mail_plan()[0] if h.name != STORE2)
     assert hosts.calls == [
@@ -387,7 +375,7 @@ def test_move_domain_compares_with_the_source(moved: Inventory,
     A"."""
     held = _manifest("dovecot", STORE1, uids=(1, 2, 3))
     _Hosts(monkeypatch, moved, {(STORE2, "import"): _imported(held)})
-    echo = _Echo()
+    echo = Echo()
     with pytest.raises(MailctlError, match=r"the manifests differ \(4 finding\(s\)\)"):
         _move(moved, echo)
     assert (f"{USERS[0]}: mailbox 'INBOX': message {SHA[2][:12]} (102 bytes, "
@@ -398,7 +386,7 @@ def test_move_domain_of_aliases_only(make_inventory, monkeypatch: pytest.MonkeyP
     """A domain with no users: nothing to copy, the switch alone."""
     inv = _topology(make_inventory, domain_users=[])
     hosts = _Hosts(monkeypatch, inv)
-    echo = _Echo()
+    echo = Echo()
     run = dm.move_domain(inv, STORE1, DOMAIN, (), echo, vault="vault.txt")
     assert [c[0] for c in hosts.calls] == ["deploy", "deploy"]
     assert all(d["migrating"] for d in hosts.deploys)
@@ -412,7 +400,7 @@ def test_bad_input_touches_no_host(make_inventory, monkeypatch: pytest.MonkeyPat
     with pytest.raises(InputError):
         _move(inv)
     with pytest.raises(InputError):
-        dm.move_domain(inv, STORE1, "nowhere.test", (), _Echo())
+        dm.move_domain(inv, STORE1, "nowhere.test", (), Echo())
     assert hosts.calls == []
 
 
@@ -533,7 +521,7 @@ def test_manifests_differ_after_the_switch(moved: Inventory,
         entry["mailboxes"]["INBOX"]["messages"].pop()
         entry["mailboxes"]["INBOX"]["count"] = 1
     hosts = _Hosts(monkeypatch, moved, {(STORE2, "import"): after})
-    echo = _Echo()
+    echo = Echo()
     with pytest.raises(MailctlError) as caught:
         _move(moved, echo)
     assert str(caught.value) == (
@@ -559,7 +547,7 @@ def test_resume_after_the_switch(moved: Inventory, monkeypatch: pytest.MonkeyPat
 
     hosts.calls.clear()
     hosts.answers[(STORE2, "import")] = _imported()
-    echo = _Echo()
+    echo = Echo()
     _move(moved, echo)
     assert hosts.calls == [
         READ_STORED,
@@ -630,7 +618,7 @@ def test_reading_stored_domains_fails(moved: Inventory, monkeypatch: pytest.Monk
 def test_remove_only_the_agents_archives(moved: Inventory, monkeypatch: pytest.MonkeyPatch,
                                          path: str) -> None:
     hosts = _Hosts(monkeypatch, moved)
-    run = dm.plan(moved, STORE1, DOMAIN, (), _Echo(), vault="vault.txt")
+    run = dm.plan(moved, STORE1, DOMAIN, (), Echo(), vault="vault.txt")
     run.remove(run.source, path)
     run.remove(run.target, INCOMING)
     assert hosts.calls == [("shell", STORE2, f"rm -f -- {INCOMING}")]

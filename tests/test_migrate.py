@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import BASE_HOST, HOST, REPO
+from conftest import BASE_HOST, HOST, REPO, Echo
 
 from mailctl import mailbox as mb
 from mailctl import migrate as mg
@@ -148,19 +148,7 @@ class _Host:
             raise self.deploy_fails.pop(kwargs["backend"])
 
 
-class _Echo:
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, bool]] = []
-
-    def __call__(self, text: str = "", err: bool = False) -> None:
-        self.lines.append((str(text), err))
-
-    @property
-    def text(self) -> str:
-        return "\n".join(line for line, _ in self.lines)
-
-
-def _run(inv: Inventory, to: str, echo: _Echo) -> mg.Migration:
+def _run(inv: Inventory, to: str, echo: Echo) -> mg.Migration:
     return mg.migrate(inv, HOST, None, to, (), echo, vault="vault.txt",
                       ca_dir=Path("/ca"))
 
@@ -179,7 +167,7 @@ def test_cyrus_to_dovecot(cyrus_inventory: Inventory, monkeypatch: pytest.Monkey
         ("cyrus", "manifest"): before,
         ("dovecot", "manifest"): dict(before, store="dovecot"),
     })
-    echo = _Echo()
+    echo = Echo()
     done = _run(cyrus_inventory, "dovecot", echo)
     assert host.calls == [
         ("cyrus", "pull-cyrus", "--fresh"),
@@ -216,7 +204,7 @@ def test_cyrus_to_dovecot_compares_by_ids(cyrus_inventory: Inventory,
         ("cyrus", "manifest"): _manifest("cyrus"),
         ("dovecot", "manifest"): _manifest("dovecot", uids=(5, 6)),
     })
-    echo = _Echo()
+    echo = Echo()
     with pytest.raises(MailctlError, match=r"the manifests differ .*rolled back, delivery "
                                            r"stays on cyrus$"):
         _run(cyrus_inventory, "dovecot", echo)
@@ -235,7 +223,7 @@ def test_dovecot_to_cyrus(dovecot_inventory: Inventory, monkeypatch: pytest.Monk
                          uidls=["x.1", "x.2"], used=12)
     host = _Host(monkeypatch, {("dovecot", "export"): exported,
                                ("cyrus", "import"): imported})
-    echo = _Echo()
+    echo = Echo()
     done = _run(dovecot_inventory, "cyrus", echo)
     assert host.calls == [
         ("dovecot", "export", "--fresh"),
@@ -267,7 +255,7 @@ def test_dovecot_to_cyrus_content_differs(dovecot_inventory: Inventory,
         entry["mailboxes"]["INBOX"]["count"] = 1
     host = _Host(monkeypatch, {("dovecot", "export"): _manifest("dovecot"),
                                ("cyrus", "import"): imported})
-    echo = _Echo()
+    echo = Echo()
     with pytest.raises(MailctlError) as caught:
         _run(dovecot_inventory, "cyrus", echo)
     assert str(caught.value) == (f"{HOST}: the manifests differ (4 finding(s)); rolled back, "
@@ -305,7 +293,7 @@ def test_failure_before_the_switch(make_inventory, monkeypatch: pytest.MonkeyPat
 
     host = _Host(monkeypatch, {failing: fails_when_paused})
     with pytest.raises(MailctlError) as caught:
-        _run(inv, to, _Echo())
+        _run(inv, to, Echo())
     assert str(caught.value) == (f"{HOST}: mailbox {failing[1]} failed: IMAP FETCH: NO gone; "
                                  f"nothing was switched, delivery stays on {store}")
     assert host.deploys == []
@@ -319,7 +307,7 @@ def test_failure_of_the_pre_sync_touches_nothing(cyrus_inventory: Inventory,
     """The first copy fails before anything is paused: the error as it is, nothing else."""
     host = _Host(monkeypatch, {("cyrus", "pull-cyrus"): MailctlError("pull failed")})
     with pytest.raises(MailctlError, match=r"^pull failed$"):
-        _run(cyrus_inventory, "dovecot", _Echo())
+        _run(cyrus_inventory, "dovecot", Echo())
     assert host.calls == [("cyrus", "pull-cyrus", "--fresh")]
 
 
@@ -330,7 +318,7 @@ def test_deploy_failure_rolls_back(make_inventory, monkeypatch: pytest.MonkeyPat
     there; nothing is asked of the target store."""
     inv = Inventory(make_inventory(host_vars={HOST: {**BASE_HOST, "mail_backend": store}}))
     host = _Host(monkeypatch, {}, deploy_fails={to: MailctlError(f"deploy failed on {HOST}")})
-    echo = _Echo()
+    echo = Echo()
     with pytest.raises(MailctlError) as caught:
         _run(inv, to, echo)
     assert str(caught.value) == (f"{HOST}: deploy failed on {HOST}; rolled back, delivery "
@@ -349,7 +337,7 @@ def test_rollback_failure_keeps_the_pause(dovecot_inventory: Inventory,
                  deploy_fails={"cyrus": MailctlError("cyrus failed to start"),
                                "dovecot": MailctlError("dovecot failed to start")})
     with pytest.raises(MailctlError) as caught:
-        _run(dovecot_inventory, "cyrus", _Echo())
+        _run(dovecot_inventory, "cyrus", Echo())
     text = str(caught.value)
     assert text.startswith(f"{HOST}: cyrus failed to start; the rollback failed too "
                            "(dovecot failed to start)")
@@ -365,7 +353,7 @@ def test_import_failure_rolls_back(dovecot_inventory: Inventory,
                                ("cyrus", "import"): MailctlError("import failed: NO quota")})
     with pytest.raises(MailctlError, match=r"^mail\.example\.test: import failed: NO quota; "
                                            r"rolled back, delivery stays on dovecot$"):
-        _run(dovecot_inventory, "cyrus", _Echo())
+        _run(dovecot_inventory, "cyrus", Echo())
     assert host.calls[-3:] == [("cyrus", "import"), ("deploy", "dovecot"),
                                ("dovecot", "release")]
 
@@ -375,9 +363,9 @@ def test_bad_input_touches_no_host(cyrus_inventory: Inventory,
     """plan() refusing: no agent command and no deploy."""
     host = _Host(monkeypatch, {})
     with pytest.raises(InputError):
-        mg.migrate(cyrus_inventory, HOST, None, "cyrus", (), _Echo())
+        mg.migrate(cyrus_inventory, HOST, None, "cyrus", (), Echo())
     with pytest.raises(InputError):
-        mg.migrate(cyrus_inventory, HOST, None, "dovecot", ("bob@corp.test",), _Echo())
+        mg.migrate(cyrus_inventory, HOST, None, "dovecot", ("bob@corp.test",), Echo())
     assert host.calls == []
 
 

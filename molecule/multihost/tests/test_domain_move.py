@@ -17,7 +17,6 @@ import hashlib
 import imaplib
 import re
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PREFIX, inventory_file
+from conftest import _IMAPS, PREFIX, inventory_file
 
 DOMAIN = "gamma.test"
 MX = ["172.30.77.11", "172.30.77.12"]
@@ -66,16 +65,6 @@ def moved(original: Path, tmp_path_factory) -> Path:
     for short, data in (("store1", src), ("store2", dst)):
         files[short].write_text(yaml.safe_dump(data, sort_keys=False))
     return copy
-
-
-class _IMAPS(imaplib.IMAP4_SSL):
-    def __init__(self, address: str, servername: str, ctx: ssl.SSLContext):
-        self._address = address
-        super().__init__(servername, 993, ssl_context=ctx, timeout=30)
-
-    def _create_socket(self, timeout):
-        sock = socket.create_connection((self._address, self.port), timeout)
-        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
 
 
 def _login(store, user: str, ca_file: str) -> imaplib.IMAP4:
