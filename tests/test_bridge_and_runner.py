@@ -51,12 +51,14 @@ def test_bridge_takes_selfsigned_tls_files_from_the_local_ca_and_cyrus_reads_the
 def test_bridge_plans_the_components_in_apply_order():
     summary = ansible_bridge.host_summary(bridge_input())
     # the rate limiter and the store first, then the milters, Postfix (which talks to all of
-    # them), and last fail2ban (which follows all of their logs)
+    # them), the users' Sieve scripts (into the running store), and last fail2ban (which
+    # follows all of their logs)
     assert [c["name"] for c in summary["components"]] == [
-        "ratelimit", "dovecot", "opendkim", "opendmarc", "postfix", "fail2ban"]
+        "ratelimit", "dovecot", "opendkim", "opendmarc", "postfix", "sieve", "fail2ban"]
     assert summary["packages"] == ["ca-certificates", "openssl", "policyd-rate-limit",
                                    "postfix", "dovecot-core", "dovecot-imapd", "dovecot-pop3d",
-                                   "dovecot-lmtpd", "opendkim", "opendmarc", "publicsuffix",
+                                   "dovecot-lmtpd", "dovecot-sieve", "dovecot-managesieved",
+                                   "opendkim", "opendmarc", "publicsuffix",
                                    "fail2ban", "python3-systemd", "nftables"]
     planned = {c["name"]: c for c in summary["components"]}
     assert planned["opendkim"]["role"] == "opendkim"  # the role that installs the keys
@@ -82,7 +84,7 @@ def test_bridge_plans_the_components_in_apply_order():
     # a SysV host (no systemd journal for fail2ban to read) runs no fail2ban
     sysv = ansible_bridge.host_summary({**bridge_input(), "service_manager": "sysvinit"})
     assert [c["name"] for c in sysv["components"]] == [
-        "dovecot", "opendkim", "opendmarc", "postfix"]
+        "dovecot", "opendkim", "opendmarc", "postfix", "sieve"]
     assert not {"fail2ban", "nftables", "policyd-rate-limit"} & set(sysv["packages"])
     master = next(f for f in ansible_bridge.host_files(
         {**bridge_input(), "service_manager": "sysvinit"}) if f["path"].endswith("master.cf"))

@@ -64,9 +64,27 @@ hashes = st.one_of(
     st.text(max_size=30), junk,
 )
 passwords = st.one_of(st.text(min_size=1, max_size=16).map(lambda s: "pw-" + s), junk)
+flags = st.one_of(st.booleans(), junk)
+sieve_settings = st.one_of(
+    st.fixed_dictionaries({}, optional={"duplicates": flags, "enabled": junk}), junk)
+# a user's filters (mail_users[].sieve): any shape, rendered and compiled when accepted
+sieve_filters = st.one_of(
+    st.fixed_dictionaries({}, optional={
+        "owned": flags,
+        "vacation": st.one_of(st.fixed_dictionaries({}, optional={
+            "subject": st.text(max_size=20), "body": st.text(max_size=40),
+            "days": st.one_of(st.integers(min_value=-1, max_value=40), junk)}), junk),
+        "rules": st.one_of(st.lists(st.fixed_dictionaries({}, optional={
+            "match": st.one_of(st.fixed_dictionaries({}, optional={
+                "header": st.text(max_size=10), "contains": st.text(max_size=10)}), junk),
+            "fileinto": st.text(max_size=12), "flags": junk, "stop": flags}), max_size=2),
+            junk),
+        "script": st.one_of(st.text(max_size=30), junk)}),
+    junk)
 users = st.fixed_dictionaries({}, optional={
     "address": addresses, "password": passwords, "password_hash": hashes, "quota": sizes,
     "aliases": st.one_of(st.lists(addresses, max_size=3), junk),
+    "sieve": sieve_filters,
     "passwd": junk, "extra": junk,
 })
 served = st.sampled_from(["example.test", "Example.Test", "bücher.test",
@@ -151,7 +169,6 @@ durations = st.one_of(
                      "9" * 12, "1" * 4400, "1w", " 2h "]),
     st.text(max_size=8), junk,
 )
-flags = st.one_of(st.booleans(), junk)
 dnsbl_sites = st.one_of(
     st.sampled_from(["zen.spamhaus.org*3", "bl.example.test=127.0.0.[2..11]*-2",
                      "b.example.test=127.0.0.[2;4]", "x.test=127.0.0.256", "a b", "a,b.test",
@@ -232,6 +249,7 @@ PER_KEY: dict[str, st.SearchStrategy[Any]] = {
     "mail_send_limits": send_limits,
     "mail_login_throttle": login_throttle,
     "mail_bans": bans,
+    "mail_sieve": sieve_settings,
     "mail_platform": st.one_of(st.sampled_from(["debian", "redhat", "suse", "arch"]), junk),
     "mail_postfix_overrides": overrides,
     "mail_dovecot_overrides": overrides,

@@ -221,7 +221,7 @@ def test_invalid_selector_is_one_line_naming_file_host_and_field(make_inventory,
 def test_allinone_signs_every_domain_and_judges_inbound_mail():
     host = host_of([], mail_dkim=SELECTORS)
     assert [c.name for c in render.host_components(host)] == [
-        "ratelimit", "postfix", "dovecot", "opendkim", "opendmarc", "fail2ban"]
+        "ratelimit", "postfix", "dovecot", "sieve", "opendkim", "opendmarc", "fail2ban"]
     files = files_of(host)
     opendkim = conf(files["/etc/opendkim.conf"])
     assert opendkim["Mode"] == "sv"
@@ -280,7 +280,7 @@ def test_mx_verifies_and_judges_but_never_signs():
 def test_mailstore_signs_and_does_not_judge():
     _, store, topology = multihost(mail_dkim=SELECTORS)
     assert [c.name for c in render.host_components(store)] == [
-        "ratelimit", "postfix", "dovecot", "opendkim", "fail2ban"]
+        "ratelimit", "postfix", "dovecot", "sieve", "opendkim", "fail2ban"]
     files = files_of(store, topology)
     opendkim = conf(files["/etc/opendkim.conf"])
     assert opendkim["Mode"] == "s"
@@ -301,7 +301,7 @@ def test_mailstore_signs_and_does_not_judge():
 def test_mailstore_with_dkim_off_runs_no_milter():
     _, store, topology = multihost(mail_dkim={"mode": "off"})
     assert [c.name for c in render.host_components(store)] == [
-        "ratelimit", "postfix", "dovecot", "fail2ban"]
+        "ratelimit", "postfix", "dovecot", "sieve", "fail2ban"]
     files = files_of(store, topology)
     assert not [p for p in files if "opendkim" in p or "opendmarc" in p]
     assert "milter" not in files["/etc/postfix/main.cf"]

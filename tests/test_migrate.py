@@ -176,6 +176,7 @@ def test_cyrus_to_dovecot(cyrus_inventory: Inventory, monkeypatch: pytest.Monkey
         ("cyrus", "pull-cyrus"),
         ("cyrus", "manifest"),
         ("deploy", "dovecot"),
+        ("dovecot", "put-sieve"),  # dsync copied the mailboxes, the agent the scripts
         ("dovecot", "manifest"),
         ("dovecot", "release"),
     ]
@@ -732,6 +733,19 @@ class _Store:
     def uidls(self, user: str) -> list[str]:
         return []
 
+    def sieve(self, user: str) -> _NoScripts:
+        return _NoScripts()
+
+
+class _NoScripts:
+    """A user without Sieve scripts (tests/test_sieve_agent.py has the scripts' own)."""
+
+    def listing(self) -> tuple[list[str], None]:
+        return [], None
+
+    def close(self) -> None:
+        pass
+
 
 def _msg(n: int, flags: tuple[str, ...] = ("\\Seen",), day: int = 1,
          offset: int = 0) -> tuple[bytes, tuple[str, ...], str]:
@@ -996,9 +1010,9 @@ def test_lock_cyrus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
                                   locked_list=str(locked), cyrus_bin="/usr/lib/cyrus/bin"))
     assert answer == {"locked": ["alice@x.test", "bob@x.test"]}
     assert agent.listed(str(locked)) == {"alice@x.test", "bob@x.test", "erin@z.test"}
-    assert agent.CYRUS_CLIENT_SERVICES == "imap,imaps,pop3,pop3s"
+    assert agent.CYRUS_CLIENT_SERVICES == "imap,imaps,pop3,pop3s,sieve"
     assert [argv[:4] + argv[5:] for argv, _ in ran] == [
-        ["/usr/lib/cyrus/bin/cyr_deny", "-s", "imap,imaps,pop3,pop3s", "-m", user]
+        ["/usr/lib/cyrus/bin/cyr_deny", "-s", "imap,imaps,pop3,pop3s,sieve", "-m", user]
         for user in ("alice@x.test", "bob@x.test")]
     assert all(argv[5] for argv, _ in ran)  # the message users see
     assert [what for _, what in ran] == ["alice@x.test: cyr_deny", "bob@x.test: cyr_deny"]
@@ -1098,16 +1112,29 @@ def pull_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     user being whoever runs the tests."""
     installs: list = []
     monkeypatch.setattr(agent, "install_doveadm", lambda: installs.append(1))
-    monkeypatch.setattr(agent, "Store", lambda args: types.SimpleNamespace(admin_pw="s3cret"))
+    scripts = _OneScript()
+    monkeypatch.setattr(agent, "Store", lambda args: types.SimpleNamespace(
+        admin_pw="s3cret", sieve=lambda user: scripts))
     me = types.SimpleNamespace(pw_uid=os.getuid(), pw_gid=os.getgid())
     monkeypatch.setattr(agent.pwd, "getpwnam", lambda name: me)
     (tmp_path / "work").mkdir()
     return types.SimpleNamespace(installs=installs, me=me, tmp=tmp_path)
 
 
+class _OneScript(_NoScripts):
+    """Cyrus's scripts of every user: one, active."""
+
+    def listing(self) -> tuple[list[str], str]:
+        return ["vacation"], "vacation"
+
+    def get(self, name: str) -> str:
+        return "keep;\r\n"
+
+
 def _pull_args(tmp: Path, fresh: bool) -> argparse.Namespace:
     return _args(store="cyrus", user=["bob@corp.test", "alice@example.test"], fresh=fresh,
-                 work_dir=str(tmp / "work"), vmail_dir=str(tmp / "vmail"))
+                 work_dir=str(tmp / "work"), vmail_dir=str(tmp / "vmail"),
+                 stage=str(tmp / "stage"))
 
 
 def test_pull_cyrus(pull_env, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1147,6 +1174,9 @@ def test_pull_cyrus(pull_env, monkeypatch: pytest.MonkeyPatch) -> None:
     assert mode == "0o600" and "imapc_password = s3cret" in conf_text
     assert (tmp / "vmail" / "corp.test" / "bob").is_dir()
     assert list((tmp / "work").iterdir()) == []  # the config is gone
+    # dsync copies no Sieve: the scripts wait in the stage for put-sieve, after the switch
+    assert json.loads((tmp / "stage" / "bob@corp.test" / "sieve.json").read_text()) == {
+        "active": "vacation", "scripts": {"vacation": "keep;\n"}}
 
 
 def test_pull_cyrus_again_keeps_the_maildir(pull_env, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1208,8 +1238,9 @@ def test_dovecot_conf_matches_the_agent() -> None:
 
 
 def test_cyrus_conf_matches_the_agent() -> None:
-    """cyrus.conf serves the agent on 127.0.0.1 at CYRUS_AGENT_IMAP and CYRUS_AGENT_POP3,
-    under names the lock leaves alone; every other IMAP or POP3 service is one it locks."""
+    """cyrus.conf serves the agent on 127.0.0.1 at CYRUS_AGENT_IMAP, CYRUS_AGENT_POP3 and
+    CYRUS_AGENT_SIEVE, under names the lock leaves alone; every other IMAP, POP3 or
+    ManageSieve service is one it locks."""
     conf = _rendered("cyrus", "cyrus/cyrus.conf.j2")
     services = re.search(r"^SERVICES \{\n(.*?)^\}", conf, re.M | re.S)
     assert services
@@ -1219,13 +1250,15 @@ def test_cyrus_conf_matches_the_agent() -> None:
     ours = {name: listen for name, (cmd, listen) in found.items()
             if listen.startswith("127.0.0.1:")}
     assert sorted(ours.values()) == [f"127.0.0.1:{agent.CYRUS_AGENT_POP3}",
-                                     f"127.0.0.1:{agent.CYRUS_AGENT_IMAP}"]
+                                     f"127.0.0.1:{agent.CYRUS_AGENT_IMAP}",
+                                     f"127.0.0.1:{agent.CYRUS_AGENT_SIEVE}"]
     by_listen = {listen: cmd for cmd, listen in found.values()}
     assert by_listen[f"127.0.0.1:{agent.CYRUS_AGENT_IMAP}"] == "imapd"
     assert by_listen[f"127.0.0.1:{agent.CYRUS_AGENT_POP3}"] == "pop3d"
+    assert by_listen[f"127.0.0.1:{agent.CYRUS_AGENT_SIEVE}"] == "timsieved"
     assert not set(ours) & locked
     clients = {name for name, (cmd, _) in found.items()
-               if cmd.split()[0] in ("imapd", "pop3d") and name not in ours}
+               if cmd.split()[0] in ("imapd", "pop3d", "timsieved") and name not in ours}
     assert clients == locked
 
 

@@ -69,10 +69,10 @@ def test_components_per_kind_and_platform():
     def names(host):
         return [c.name for c in render.host_components(host)]
 
-    assert names(_host()) == ["ratelimit", "postfix", "dovecot", "opendkim", "opendmarc",
-                              "fail2ban"]
+    assert names(_host()) == ["ratelimit", "postfix", "dovecot", "sieve", "opendkim",
+                              "opendmarc", "fail2ban"]
     assert names(_host(mail_backend="cyrus")) == [
-        "ratelimit", "postfix", "cyrus", "opendkim", "opendmarc", "fail2ban"]
+        "ratelimit", "postfix", "cyrus", "sieve", "opendkim", "opendmarc", "fail2ban"]
     # an mx has no users to rate-limit, even when the stores' group_vars turn limits on
     assert names(_host(["mx"], mail_domains=None, mail_users=None)) == [
         "postfix", "opendkim", "opendmarc", "fail2ban"]
@@ -81,16 +81,16 @@ def test_components_per_kind_and_platform():
         "postfix", "opendkim", "opendmarc", "fail2ban"]
     # a mailstore signs but does not judge inbound mail; with DKIM off it runs no milter
     assert names(_host(["mailstore"])) == [
-        "ratelimit", "postfix", "dovecot", "opendkim", "fail2ban"]
+        "ratelimit", "postfix", "dovecot", "sieve", "opendkim", "fail2ban"]
     assert names(_host(["mailstore"], mail_dkim={"mode": "off"})) == [
-        "ratelimit", "postfix", "dovecot", "fail2ban"]
+        "ratelimit", "postfix", "dovecot", "sieve", "fail2ban"]
     assert names(_host(mail_dkim={"mode": "off"})) == [
-        "ratelimit", "postfix", "dovecot", "opendkim", "opendmarc",
+        "ratelimit", "postfix", "dovecot", "sieve", "opendkim", "opendmarc",
         "fail2ban"]  # an all-in-one host still verifies
     # policyd-rate-limit is packaged for Debian only: off by default elsewhere
     for platform in ("redhat", "suse"):
         assert names(_host(mail_platform=platform)) == [
-            "postfix", "dovecot", "opendkim", "opendmarc", "fail2ban"], platform
+            "postfix", "dovecot", "sieve", "opendkim", "opendmarc", "fail2ban"], platform
     # each defence can be turned off on its own
     assert "ratelimit" not in names(_host(mail_send_limits={"enabled": False}))
     assert "fail2ban" not in names(_host(mail_bans={"enabled": False}))
@@ -204,7 +204,7 @@ def test_a_fourth_component_is_one_entry_and_a_template(with_motd, tmp_path):
     # registry order, the store first and Postfix and fail2ban (after_store) last; no
     # policyd-rate-limit on RedHat
     assert [c["name"] for c in summary["components"]] == [
-        "dovecot", "opendkim", "opendmarc", "motd", "postfix", "fail2ban"]
+        "dovecot", "opendkim", "opendmarc", "motd", "postfix", "sieve", "fail2ban"]
     assert planned["motd"]["service"] == "motd"
     assert planned["motd"]["action"] == "restarted"
     assert planned["motd"]["validators"][0]["argv"][-1] == "/etc/mailctl/motd"

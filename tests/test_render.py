@@ -77,10 +77,12 @@ def test_golden_trees_have_the_expected_files():
         "dovecot": {"etc/postfix/main.cf", "etc/postfix/master.cf",
                     "etc/postfix/virtual_mailboxes", "etc/postfix/virtual_aliases",
                     "etc/postfix/sender_logins", "etc/dovecot/dovecot.conf",
-                    "etc/dovecot/users"},
+                    "etc/dovecot/users", "etc/dovecot/sieve/duplicates.sieve",
+                    "etc/mailctl/sieve-filters"},
         "cyrus": {"etc/postfix/main.cf", "etc/postfix/master.cf",
                   "etc/postfix/virtual_mailboxes", "etc/postfix/virtual_aliases",
-                  "etc/postfix/sender_logins", "etc/imapd.conf", "etc/cyrus.conf"},
+                  "etc/postfix/sender_logins", "etc/imapd.conf", "etc/cyrus.conf",
+                  "etc/mailctl/sieve-filters"},
     }
     sasl = {"debian": "etc/postfix/sasl/smtpd.conf", "redhat": "etc/sasl2/smtpd.conf",
             "suse": "etc/sasl2/smtpd.conf"}
@@ -525,7 +527,7 @@ def test_fail2ban_jails_never_ban_peers_and_follow_the_store_journal():
         "cyrus-imap[journalmatch='_SYSTEMD_UNIT=cyrus-imapd.service']"
     assert jail["mailctl-postfix-sasl"]["filter"] == \
         "postfix[mode=auth, journalmatch='_SYSTEMD_UNIT=postfix@-.service']"
-    assert jail["mailctl-cyrus"]["port"] == "25,465,587,110,143,993,995"
+    assert jail["mailctl-cyrus"]["port"] == "25,465,587,110,143,993,995,4190"
     # SUSE names its units otherwise; the default action blocks with nftables
     suse = _jail(_rendered(backend="cyrus", mail_platform="suse")[
         "/etc/fail2ban/jail.d/mailctl.local"])

@@ -12,6 +12,9 @@ Configurations, each in its own container (mailctl-bench-*) on this host:
                              run: what OpenDKIM signing costs (the load comes from
                              127.0.0.1, in mynetworks, so every message is signed;
                              OpenDMARC does not judge mynetworks)
+  (f) (a) without the        (a) with Dovecot's sieve_before (the duplicate guard,
+      duplicate guard        mail_sieve.duplicates) commented out for the run: what dropping
+                             a redelivered Message-ID costs
 
 Each measurement: bench/lib/drive.py inside the container sends the messages with
 smtp-source to 127.0.0.1:25 and times accept and drain (store counted by doveadm / IMAP).
@@ -51,14 +54,18 @@ from common import (
 CONTAINERS = {"a": PREFIX + "dovecot", "b": PREFIX + "cyrus", "c": PREFIX + "baseline"}
 LABELS = {"a": "(a) mailctl, Dovecot", "b": "(b) mailctl, Cyrus",
           "c": "(c) baseline: stock Debian + hand edits", "d": "(d) ceiling: Postfix → discard",
-          "e": "(e) (a) without its milters"}
-STORE = {"a": "dovecot", "b": "cyrus", "c": "dovecot", "d": "none", "e": "dovecot"}
+          "e": "(e) (a) without its milters", "f": "(f) (a) without the duplicate guard"}
+STORE = {"a": "dovecot", "b": "cyrus", "c": "dovecot", "d": "none", "e": "dovecot",
+         "f": "dovecot"}
 # measured on (a)'s container with these main.cf settings for the run
 NO_MILTERS = {"smtpd_milters": "", "non_smtpd_milters": ""}
 VARIANTS = {"d": {"virtual_transport": "discard:", **NO_MILTERS},
-            "e": NO_MILTERS}
+            "e": NO_MILTERS, "f": {}}
+# ... and these dovecot.conf settings commented out
+DOVECOT_OFF = {"f": ("sieve_before",)}
 TARGETS = [("a", "c", 1.3), ("a", "d", 0.6), ("b", "a", 0.8)]
-COMPARISONS = [("a", "e", "what the milters leave of (a)'s throughput")]
+COMPARISONS = [("a", "e", "what the milters leave of (a)'s throughput"),
+               ("a", "f", "what the duplicate guard leaves of (a)'s throughput")]
 
 
 def cpu_ns(name: str) -> int:
@@ -92,11 +99,18 @@ def prepare(configs: set[str], args: argparse.Namespace, workdir: Path) -> None:
 
 
 def set_variant(key: str, on: bool) -> None:
-    """Give (a)'s Postfix the main.cf settings of variant `key` (on), or its own back."""
+    """Give (a) the main.cf settings and the dovecot.conf lines of variant `key` (on), or its
+    own files back."""
     settings = " ".join(f"'{k} = {v}'" for k, v in VARIANTS[key].items())
-    script = (f"cp -p /etc/postfix/main.cf /root/main.cf.bench && postconf -e {settings} && "
-              "postfix reload" if on else
-              "cp -p /root/main.cf.bench /etc/postfix/main.cf && postfix reload")
+    script = ("cp -p /etc/postfix/main.cf /root/main.cf.bench && "
+              "cp -p /etc/dovecot/dovecot.conf /root/dovecot.conf.bench && "
+              + (f"postconf -e {settings} && " if settings else "")
+              + "".join(f"sed -i 's/^\\( *\\){name} =/\\1#{name} =/' "
+                        "/etc/dovecot/dovecot.conf && " for name in DOVECOT_OFF.get(key, ()))
+              + "postfix reload && doveadm reload" if on else
+              "cp -p /root/main.cf.bench /etc/postfix/main.cf && "
+              "cp -p /root/dovecot.conf.bench /etc/dovecot/dovecot.conf && "
+              "postfix reload && doveadm reload")
     docker("exec", CONTAINERS["a"], "sh", "-c", script + " >/dev/null 2>&1")
     time.sleep(2)  # let master restart qmgr and the smtpd processes pick up the change
 
@@ -161,13 +175,13 @@ def main() -> int:
     p.add_argument("--size", type=int, default=4096, help="bytes per message")
     p.add_argument("--users", type=int, default=10, help="recipients the load is spread over")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best is kept)")
-    p.add_argument("--only", default="abcde", help="configurations to run, e.g. 'ad'")
+    p.add_argument("--only", default="abcdef", help="configurations to run, e.g. 'ad'")
     p.add_argument("--timeout", type=float, default=240, help="per measurement, seconds")
     p.add_argument("--reuse", action="store_true",
                    help="reuse running bench containers (redeploying mailctl's)")
     p.add_argument("--keep", action="store_true", help="leave the containers running")
     args = p.parse_args()
-    configs = [k for k in "abcde" if k in args.only]
+    configs = [k for k in "abcdef" if k in args.only]
     if not configs:
         p.error("--only: nothing to run")
 

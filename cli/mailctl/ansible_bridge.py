@@ -13,6 +13,7 @@ from typing import Any
 
 from . import components, platforms
 from .model import MailHost
+from .paths import MAILBOX_AGENT
 from .platforms import OS_FAMILIES
 from .render import host_components, render_host, tls_paths
 from .topology import Route, Topology, plan
@@ -180,6 +181,8 @@ def host_summary(data: dict[str, Any]) -> dict[str, Any]:
         "other_stores": [
             components.resolve(name, host.platform, host.kind, host.backend or "", names)
             .as_dict() for name in components.stores() if name != host.backend],
+        "sieve_duplicates": host.sieve_duplicates,
+        "mailbox_agent": str(MAILBOX_AGENT),  # on the controller: the sieve role copies it
         "tls_mode": host.tls.mode,
         "tls_files": _tls_files(host, data, key_groups[0] if key_groups else "root"),
         # mail_tls is not acme (any more): what the acme component installs goes

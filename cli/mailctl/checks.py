@@ -13,6 +13,7 @@ from .components import Validator
 from .inventory import Inventory
 from .model import MailHost
 from .render import host_components, render_host, write_tree
+from .sieve import render_script
 
 # Where distributions keep the tools when they are not on PATH.
 _EXTRA_DIRS = ("/usr/sbin", "/sbin", "/usr/lib/cyrus/bin", "/usr/libexec/cyrus-imapd",
@@ -45,6 +46,14 @@ def find_tool(name: str) -> str | None:
     return None
 
 
+def _cyrus_tool(name: str) -> str | None:
+    for directory in _EXTRA_DIRS:
+        candidate = Path(directory) / name
+        if "cyrus" in directory and candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
 def _run(host: str, label: str, argv: list[str], *, silent_ok: bool = False,
          warnings_fail: bool = True) -> CheckResult:
     tool = find_tool(argv[0])
@@ -63,7 +72,8 @@ def _run(host: str, label: str, argv: list[str], *, silent_ok: bool = False,
 
 def check_inventory(inv: Inventory, limit: str | None = None,
                     backend: str | None = None) -> list[CheckResult]:
-    """Render every selected host into a temporary tree and run its validators there."""
+    """Render every selected host into a temporary tree and run its validators there, then
+    compile each user's Sieve script with the host's store's own compiler."""
     results = []
     with tempfile.TemporaryDirectory(prefix="mailctl-check-") as tmp:
         hosts, topology = inv.mail_plan(limit, backend)
@@ -71,6 +81,47 @@ def check_inventory(inv: Inventory, limit: str | None = None,
             root = Path(tmp) / host.name
             write_tree(render_host(host, topology), root)
             results.extend(check_tree(host, root))
+            source = inv.file_of(host.name, "mail_users")
+            results.extend(compile_scripts(host, Path(tmp) / f"{host.name}.sieve", source))
+    return results
+
+
+def compile_scripts(host: MailHost, work: Path, source: str) -> list[CheckResult]:
+    """Each user's rendered Sieve script through the compiler of the host's store (Dovecot's
+    or Cyrus's sievec): what a deploy would install, judged as the store will judge it."""
+    scripts = {u.address: render_script(u.sieve, u.address)
+               for u in host.users if u.sieve}
+    scripts = {address: text for address, text in scripts.items() if text}
+    if not scripts:
+        return []
+    work.mkdir()
+    if host.backend == "cyrus":
+        # Cyrus's sievec reads imapd.conf for its configuration directory only
+        (work / "config").mkdir()
+        (work / "imapd.conf").write_text(f"configdirectory: {work / 'config'}\n"
+                                         f"partition-default: {work / 'config'}\n")
+        compiler = ["sievec", "-C", str(work / "imapd.conf")]
+    else:
+        compiler = ["sievec"]
+    # Cyrus's sievec is not on PATH; Dovecot's (Pigeonhole) is, under the same name
+    tool = (_cyrus_tool("sievec") if host.backend == "cyrus" else find_tool("sievec"))
+    results = []
+    for n, (address, text) in enumerate(sorted(scripts.items())):
+        label = f"sievec {address} ({source}: mail_users, sieve)"
+        if tool is None:
+            results.append(CheckResult(host.name, label, None,
+                                       "sievec is not installed on this machine"))
+            continue
+        script = work / f"{n}.sieve"
+        script.write_text(text, encoding="utf-8")
+        proc = subprocess.run([tool, *compiler[1:], str(script), str(work / f"{n}.bin")],
+                              capture_output=True, text=True, timeout=120, check=False)
+        # the compilers name the script by its temporary file: drop that name
+        lines = [line.replace(f"{script}: ", "").replace(f"{n}: ", "", 1)
+                 for line in (proc.stdout + proc.stderr).splitlines()
+                 if line.strip() and "parse failed" not in line and "Fatal:" not in line]
+        results.append(CheckResult(host.name, label, proc.returncode == 0,
+                                   " | ".join(lines[:5])))
     return results
 
 

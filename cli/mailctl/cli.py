@@ -162,6 +162,8 @@ def check(inv: Inventory, limit, backend, skip_missing: bool, as_json: bool) -> 
     else:
         for r in results:
             click.echo(r.line(), err=r.ok is not True)
+    if any(r.validator.startswith("sievec ") for r in failed):  # the inventory's fault
+        raise InputError(f"{len(failed)} validator run(s) failed")
     if failed:
         raise MailctlError(f"{len(failed)} validator run(s) failed")
     if missing and not skip_missing:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import InputError, MailctlError
+from .paths import MAILBOX_AGENT
 from .platforms import names
 from .runner import CommandResult, run_scripts
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from .inventory import Inventory
     from .model import MailHost
 
-AGENT = Path(__file__).parent / "hostside" / "mailbox_agent.py"
+AGENT = MAILBOX_AGENT
 # where the cyrus role keeps the Cyrus admin's password (roles/cyrus/vars/main.yml)
 CYRUS_ADMIN_PW = "{state_dir}/cyrus-admin.pw"
 # the users whose delivery Postfix pauses (templates/postfix/main.cf.j2, roles/postfix)

@@ -133,6 +133,7 @@ def migrate(inv: Inventory, limit: str | None, now: str | None, to: str,
         echo(f"{name}: switching the store to {to}")
         run.switch(target)
         if run.keeps_ids:  # Dovecot took over with the copy and the lock-out list in place
+            run.agent(target, "put-sieve")  # dsync copied mailboxes, not Sieve scripts
             after = run.agent(target, "manifest")
         else:  # Cyrus was installed just now: lock its clients out before the import
             run.agent(target, "lock")

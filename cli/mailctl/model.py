@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import components
+from .sieve import Filters
 
 BACKENDS = components.stores()  # the mail stores in the component registry
 PLATFORMS = components.PLATFORMS
@@ -29,6 +30,8 @@ class User:
     password_hash: str | None = field(repr=False)
     quota: int  # bytes; 0 = unlimited
     aliases: tuple[str, ...]
+    # the inventory's Sieve filters (sieve.py); None: the inventory leaves the user's alone
+    sieve: Filters | None = None
 
     @property
     def local(self) -> str:
@@ -201,6 +204,14 @@ class Bans:
 
 
 @dataclass(frozen=True)
+class SieveSettings:
+    """The stores' Sieve: duplicate suppression by Message-ID (Dovecot: a global script
+    before the user's; Cyrus: duplicatesuppression)."""
+
+    duplicates: bool = True
+
+
+@dataclass(frozen=True)
 class MailHost:
     """Everything mailctl knows about one host after validation."""
 
@@ -227,6 +238,7 @@ class MailHost:
     send_limits: SendLimits = SendLimits()
     login_throttle: LoginThrottle = LoginThrottle()
     bans: Bans = Bans()
+    sieve: SieveSettings = SieveSettings()
     # The distribution release a deploy found ("Debian 12"): selects the platform profile's
     # per-release values. None offline (mailctl render): the family's own values.
     release: str | None = None
@@ -277,6 +289,11 @@ class MailHost:
         systemd (Debian's SysV script cannot stop policyd-rate-limit: start-stop-daemon
         refuses the pidfile the daemon writes as its own user)."""
         return self.kind != "mx" and self.send_limits.enabled and self.systemd
+
+    @property
+    def sieve_duplicates(self) -> bool:
+        """The store drops a message whose Message-ID the user already received."""
+        return self.kind != "mx" and self.sieve.duplicates
 
     @property
     def bans_offenders(self) -> bool:

@@ -15,6 +15,11 @@ def share_dir() -> Path:
     return _PACKAGE.parent.parent  # cli/mailctl -> repository root
 
 
+# The script mailctl runs on mail hosts to read and write users' mailboxes and Sieve scripts
+# (mailctl mailbox/migrate through Ansible's script module; the sieve role copies it).
+MAILBOX_AGENT = _PACKAGE / "hostside" / "mailbox_agent.py"
+
+
 def templates_dir() -> Path:
     return share_dir() / "templates"
 

@@ -23,6 +23,7 @@ from .components import Component
 from .model import MailHost
 from .passwords import dovecot_hash
 from .paths import templates_dir
+from .sieve import render_script
 from .topology import NO_TOPOLOGY, Topology
 
 # Mozilla "intermediate" (v5.7) TLS 1.2 cipher suites; TLS 1.3 suites are all acceptable.
@@ -188,6 +189,7 @@ def _context(host: MailHost, plat: dict[str, Any], topology: Topology,
         "user_hash": lambda user: user.password_hash or dovecot_hash(
             user.password, host.hostname, user.address),
         "sender_logins": _sender_logins(host),
+        "sieve_filters": _sieve_filters(host),
         # the services that serve the certificate, and how each takes a renewed one
         "tls_services": [(c.service, c.tls_reload) for c in picked if c.tls_reload],
         "cron_schedule": cron_schedule,
@@ -195,6 +197,14 @@ def _context(host: MailHost, plat: dict[str, Any], topology: Topology,
         "journals": {c.name: " + ".join(f"_SYSTEMD_UNIT={unit}.service" for unit in c.journal)
                      for c in picked},
     }
+
+
+def _sieve_filters(host: MailHost) -> dict[str, Any]:
+    """Every user's script named "mailctl" (None: the user has none, so a deploy removes
+    it) and whether the inventory owns the user's filters (roles/sieve/files)."""
+    return {u.address: {"script": render_script(u.sieve, u.address) if u.sieve else None,
+                        "owned": bool(u.sieve and u.sieve.owned)}
+            for u in host.users}
 
 
 def _sender_logins(host: MailHost) -> list[tuple[str, tuple[str, ...]]]:

@@ -14,7 +14,8 @@ NAME = "mailctl-sandbox"
 IMAGE = containers.MAIL_IMAGE  # packages already downloaded: a quick first deploy
 HOSTNAME = "mail.sandbox.test"
 # container port -> port on 127.0.0.1 (offset so a local MTA on 25 does not clash)
-PORTS = {25: 10025, 465: 10465, 587: 10587, 143: 10143, 993: 10993, 110: 10110, 995: 10995}
+PORTS = {25: 10025, 465: 10465, 587: 10587, 143: 10143, 993: 10993, 110: 10110, 995: 10995,
+         4190: 14190}
 STATE_DIR = Path.home() / ".local" / "share" / "mailctl" / "sandbox"
 CA_DIR = STATE_DIR / "ca"
 
@@ -77,7 +78,7 @@ def ca_dir_for(source: Path, given: Path | None) -> Path | None:
 # (published ports reach the sandbox from Docker's gateway, not from mynetworks)
 GREETINGS = {25: ("220", False), 587: ("220 ", False), 465: ("220 ", True),
              143: ("* OK", False), 993: ("* OK", True), 110: ("+OK", False),
-             995: ("+OK", True)}
+             995: ("+OK", True), 4190: ('"IMPLEMENTATION"', False)}
 
 
 def _tls_context():

@@ -15,7 +15,17 @@ from typing import Any
 import yaml
 
 from .components import PLATFORMS, stores
-from .model import Bans, Dkim, Dmarc, DnsPublish, Limits, LoginThrottle, Postscreen, SendLimits
+from .model import (
+    Bans,
+    Dkim,
+    Dmarc,
+    DnsPublish,
+    Limits,
+    LoginThrottle,
+    Postscreen,
+    SendLimits,
+    SieveSettings,
+)
 
 REQUIRED = object()  # the default of a variable every host must set
 
@@ -50,7 +60,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Domains this host serves (not set on hosts in group `mx`, which relay the domains "
             "of the `mailstore` hosts).", elements="str"),
     Setting("mail_users", "list", [],
-            "Users, each `{address, password | password_hash, quota, aliases}`.",
+            "Users, each `{address, password | password_hash, quota, aliases, sieve}`. "
+            "`sieve` (optional): the user's Sieve filters, `{owned, vacation: {subject, body, "
+            "days, addresses, start, end}, rules: [{name, match, any, fileinto, flags, "
+            "redirect, copy, discard, stop}], script}`, rendered into one script per user; "
+            "`owned: true` makes it replace a script the user activated.",
             elements="dict"),
     Setting("mail_aliases", "list", [],
             "Aliases, each `{address, to}`; `address: \"@domain\"` is a catch-all.",
@@ -146,6 +160,12 @@ SETTINGS: tuple[Setting, ...] = (
             "(containers without NET_ADMIN). `enabled: false` turns it off.",
             shown_default=f"{Bans.maxretry} failures in {span(Bans.findtime)}: banned "
                           f"{span(Bans.bantime)}"),
+    Setting("mail_sieve", "dict", {"duplicates": SieveSettings.duplicates},
+            "The stores' Sieve: `{duplicates}` drops a message whose Message-ID the user "
+            "already received (Postfix delivering again after a crash lost the store's 250): "
+            "Dovecot runs an RFC 7352 `duplicate` script before each user's, Cyrus its "
+            "duplicatesuppression. Users' own filters: `mail_users[].sieve`.",
+            shown_default="duplicates: true"),
     Setting("mail_platform", "str", "debian",
             "Platform family for `mailctl render`; a deploy reads the host's facts (and refuses "
             "a value that contradicts them).", choices=PLATFORMS, spec_default=False),

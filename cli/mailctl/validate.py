@@ -37,6 +37,7 @@ from .model import (
     Postscreen,
     SendLimit,
     SendLimits,
+    SieveSettings,
     Tls,
     User,
 )
@@ -50,10 +51,11 @@ from .names import (
     parse_size,
 )
 from .schema import DEFAULTS, span  # every variable mailctl reads (None: required)
+from .sieve import parse_filters
 
 # On an mx host these come from the 'mailstore' hosts (see topology.py), never from its own vars.
 MX_DERIVED = ("mail_domains", "mail_users", "mail_aliases")
-USER_KEYS = ("address", "password", "password_hash", "quota", "aliases")
+USER_KEYS = ("address", "password", "password_hash", "quota", "aliases", "sieve")
 ALIAS_KEYS = ("address", "to")
 TLS_KEYS = ("mode", "cert", "key", "ca", "directory", "contact", "names", "challenge", "dns_hook",
             "directory_ca", "renew_check", "min_days_left")
@@ -76,6 +78,7 @@ SEND_LIMITS_KEYS = ("enabled", "limits", "users")
 SEND_LIMIT_KEYS = ("count", "per")
 LOGIN_THROTTLE_KEYS = ("enabled", "failure_delay", "sessions_per_user")
 BANS_KEYS = ("enabled", "maxretry", "findtime", "bantime", "ignore", "action")
+SIEVE_KEYS = ("duplicates",)
 DAY = 86400
 # postscreen_dnsbl_sites: domain[=filter][*weight]; each octet of a filter is a number or a
 # bracketed list of numbers and ranges: 127.0.0.2, 127.0.0.[2..11], 127.0.0.[2;4]
@@ -174,6 +177,7 @@ def check_host(name: str, variables: Mapping[str, Any], groups: list[str],
     send_limits = _send_limits(v["mail_send_limits"], users, kind, platform, out)
     login_throttle = _login_throttle(v["mail_login_throttle"], out)
     bans = _bans(v["mail_bans"], out)
+    sieve = _sieve(v["mail_sieve"], out)
 
     if out.findings:
         return None, out.findings
@@ -185,7 +189,7 @@ def check_host(name: str, variables: Mapping[str, Any], groups: list[str],
         dovecot_overrides=overrides["mail_dovecot_overrides"],
         cyrus_overrides=overrides["mail_cyrus_overrides"],
         dkim=dkim, dmarc=dmarc, dns=dns, postscreen=postscreen, limits=limits,
-        send_limits=send_limits, login_throttle=login_throttle, bans=bans,
+        send_limits=send_limits, login_throttle=login_throttle, bans=bans, sieve=sieve,
     ), []
 
 
@@ -302,10 +306,13 @@ def _users(value: Any, domains: list[str], backend: str, out: _Collector) -> lis
             ok &= _in_served_domain(alias_addr, domains, "mail_users", f"{base}.aliases[{j}]",
                                     "alias", out)
             aliases.append(alias_addr)
+        sieve, sieve_ok = parse_filters(item.get("sieve"), f"{base}.sieve", out,
+                                        address=address, aliases=tuple(aliases))
+        ok &= sieve_ok
         if ok:
             users.append(User(address=address, password=password or None,
                               password_hash=_canonical_hash(password_hash),
-                              quota=quota, aliases=tuple(aliases)))
+                              quota=quota, aliases=tuple(aliases), sieve=sieve))
     return users
 
 
@@ -561,10 +568,11 @@ def _duration(value: Any, low: int, high: int, field: str, out: _Collector,
     return seconds
 
 
-def _enabled(value: Mapping, key: str, out: _Collector, default: bool = True) -> bool:
-    enabled = value.get("enabled", default)
+def _enabled(value: Mapping, key: str, out: _Collector, default: bool = True,
+             field: str = "enabled") -> bool:
+    enabled = value.get(field, default)
     if not isinstance(enabled, bool):
-        out.add(key, f"{key}.enabled", f"{enabled!r} is not true or false")
+        out.add(key, f"{key}.{field}", f"{enabled!r} is not true or false")
         return default
     return enabled
 
@@ -850,6 +858,12 @@ def _bans(value: Any, out: _Collector) -> Bans:
     action = _choice(value.get("action", Bans.action), BAN_ACTIONS, Bans.action,
                      "mail_bans.action", "a ban action", out)
     return Bans(enabled, maxretry, findtime, bantime, tuple(ignore), action)
+
+
+def _sieve(value: Any, out: _Collector) -> SieveSettings:
+    value = _settings_map("mail_sieve", value, SIEVE_KEYS, out)
+    duplicates = _enabled(value, "mail_sieve", out, field="duplicates")
+    return SieveSettings(duplicates)
 
 
 def _overrides(key: str, value: Any, out: _Collector) -> dict:

@@ -4,6 +4,7 @@ clients see it, over IMAP and POP3, and print one JSON document on stdout.
 
     mailbox_agent.py manifest --store dovecot|cyrus --user ADDR [--user ADDR ...]
                      [--admin-user NAME --admin-pw-file FILE]
+    mailbox_agent.py sieve-sync --store dovecot|cyrus --filters FILE [--admin-...]
 
 No user's password is needed, none is in argv and none is printed:
 - Dovecot: `doveadm exec imap|pop3 -u ADDR` starts Dovecot's own IMAP and POP3 servers
@@ -47,8 +48,9 @@ BODY_BATCH_BYTES = 16 * 1024 * 1024  # bodies fetched per round trip, by their R
 TIMEOUT = 60
 # Cyrus's services for this agent (templates/cyrus/cyrus.conf.j2: mailctlimap, mailctlpop3),
 # and the ones clients use, which a migration locks
-CYRUS_AGENT_IMAP, CYRUS_AGENT_POP3 = 2143, 2110
-CYRUS_CLIENT_SERVICES = "imap,imaps,pop3,pop3s"
+CYRUS_AGENT_IMAP, CYRUS_AGENT_POP3, CYRUS_AGENT_SIEVE = 2143, 2110, 4191
+CYRUS_CLIENT_SERVICES = "imap,imaps,pop3,pop3s,sieve"
+SIEVE_NAME = "mailctl"  # the one script name a deploy owns (mail_users[].sieve)
 
 
 class Failure(Exception):
@@ -219,6 +221,12 @@ class Store:
             raise Failure(f"{user}: the admin cannot open the mailbox: {exc}") from None
         return imap
 
+    def sieve(self, user: str):
+        """The user's Sieve scripts: DovecotScripts or CyrusScripts (below)."""
+        if self.kind == "dovecot":
+            return DovecotScripts(user)
+        return CyrusScripts(user, self.admin_user, self.admin_pw)
+
     def location(self, user: str) -> list[str]:
         if user not in self.maildirs:
             return []
@@ -253,6 +261,224 @@ def dovecot_uidls(user: str, options: list[str]) -> list[str]:
     listing = lines[:lines.index(b".")]
     start = max(i for i, line in enumerate(listing) if line.startswith(b"+OK"))
     return [line.split()[1].decode() for line in listing[start + 1:]]
+
+
+# --------------------------------------------------------------------------- Sieve scripts
+
+class DovecotScripts:
+    """A user's Sieve scripts through doveadm, as the user (no login)."""
+
+    def __init__(self, user: str):
+        self.user = user
+
+    def _doveadm(self, verb: str, *argv: str, stdin: str | None = None) -> str:
+        done = subprocess.run(["doveadm", "sieve", verb, "-u", self.user, *argv], input=stdin,
+                              capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        if done.returncode != 0:
+            raise Failure(f"{self.user}: doveadm sieve {verb}: {reason(done)}")
+        return done.stdout
+
+    def listing(self) -> tuple[list[str], str | None]:
+        names, active = [], None
+        for line in self._doveadm("list").splitlines():
+            words = line.split()
+            if words:
+                names.append(words[0])
+                if len(words) > 1 and words[-1] == "ACTIVE":
+                    active = words[0]
+        return names, active
+
+    def get(self, name: str) -> str:
+        return self._doveadm("get", name)
+
+    def put(self, name: str, text: str) -> None:
+        self._doveadm("put", name, stdin=text)
+
+    def activate(self, name: str | None) -> None:
+        if name is None:
+            self._doveadm("deactivate")
+        else:
+            self._doveadm("activate", name)
+
+    def delete(self, name: str) -> None:
+        self._doveadm("delete", name)
+
+    def close(self) -> None:
+        pass
+
+
+class ManageSieve:
+    """Enough RFC 5804 for CyrusScripts: responses with literals, STARTTLS, PLAIN."""
+
+    LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.file = self.sock.makefile("rb")
+        self.response()  # the capabilities
+
+    def response(self) -> list[bytes]:
+        """The lines before OK (literals joined in); NO or BYE raise."""
+        lines = []
+        while True:
+            raw = self.file.readline()
+            if not raw:
+                raise Failure("ManageSieve: the server closed the connection")
+            literal = self.LITERAL.search(raw)
+            if literal:
+                raw = raw[:literal.start()] + self.file.read(int(literal.group(1)))
+                raw += self.file.readline()
+            if re.match(rb"(OK|NO|BYE)\b", raw):
+                if not raw.startswith(b"OK"):
+                    raise Failure(f"ManageSieve: {raw.decode(errors='replace').strip()}")
+                return lines
+            lines.append(raw)
+
+    def command(self, *words: bytes) -> list[bytes]:
+        self.sock.sendall(b" ".join(words) + b"\r\n")
+        return self.response()
+
+    def starttls(self) -> None:
+        self.command(b"STARTTLS")
+        self.sock = loopback_tls().wrap_socket(self.sock)
+        self.file = self.sock.makefile("rb")
+        self.response()  # the capabilities again
+
+    def close(self) -> None:
+        with contextlib.suppress(Failure, OSError):
+            self.command(b"LOGOUT")
+        self.sock.close()
+
+
+def sieve_quoted(text: str) -> bytes:
+    return b'"' + text.replace("\\", "\\\\").replace('"', '\\"').encode() + b'"'
+
+
+class CyrusScripts:
+    """A user's Sieve scripts over ManageSieve on this agent's loopback service (timsieved;
+    templates/cyrus/cyrus.conf.j2), the Cyrus admin authorizing as the user."""
+
+    def __init__(self, user: str, admin: str, password: str):
+        self.session = ManageSieve(CYRUS_AGENT_SIEVE)
+        self.session.starttls()
+        token = base64.b64encode(plain(user, admin, password)).decode()
+        try:
+            self.session.command(b'AUTHENTICATE "PLAIN"', sieve_quoted(token))
+        except Failure as exc:
+            self.session.close()
+            raise Failure(f"{user}: login of {admin} as the user: {exc}") from None
+
+    def listing(self) -> tuple[list[str], str | None]:
+        names, active = [], None
+        for raw in self.session.command(b"LISTSCRIPTS"):
+            found = re.match(rb'"((?:[^"\\]|\\.)*)"( ACTIVE)?', raw)
+            if found:
+                name = re.sub(r'\\(.)', r"\1", found.group(1).decode())
+                names.append(name)
+                if found.group(2):
+                    active = name
+        return names, active
+
+    def get(self, name: str) -> str:
+        return b"".join(self.session.command(b"GETSCRIPT", sieve_quoted(name))).decode()
+
+    def put(self, name: str, text: str) -> None:
+        data = text.encode()
+        self.session.command(b"PUTSCRIPT " + sieve_quoted(name) + b" {%d+}\r\n" % len(data)
+                             + data)
+
+    def activate(self, name: str | None) -> None:
+        self.session.command(b"SETACTIVE", sieve_quoted(name or ""))
+
+    def delete(self, name: str) -> None:
+        self.session.command(b"DELETESCRIPT", sieve_quoted(name))
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def same_script(a: str, b: str) -> bool:
+    # ManageSieve servers may store CRLF line ends and drop a final newline
+    return a.replace("\r\n", "\n").rstrip("\n") == b.replace("\r\n", "\n").rstrip("\n")
+
+
+def read_sieve(store: Store, user: str) -> dict:
+    """The manifest's "sieve": every script by name, and which one is active."""
+    scripts = store.sieve(user)
+    try:
+        names, active = scripts.listing()
+        texts = {name: scripts.get(name).replace("\r\n", "\n").rstrip("\n") + "\n"
+                 for name in names}
+    finally:
+        scripts.close()
+    return {"active": active, "scripts": texts}
+
+
+def put_sieve(store: Store, user: str, saved: dict | None) -> None:
+    """Make the user's scripts what `saved` (a manifest's "sieve") holds: the same scripts,
+    the same one active, no other."""
+    if saved is None:  # a manifest that did not read Sieve
+        return
+    scripts = store.sieve(user)
+    try:
+        put_sieve_into(scripts, saved)
+    finally:
+        scripts.close()
+
+
+def put_sieve_into(scripts, saved: dict) -> None:
+    names, active = scripts.listing()
+    for name, text in sorted(saved["scripts"].items()):
+        if name not in names or not same_script(scripts.get(name), text):
+            scripts.put(name, text)
+    if active != saved["active"]:
+        scripts.activate(saved["active"])
+    for name in sorted(set(names) - set(saved["scripts"])):
+        scripts.delete(name)
+
+
+def sync_inventory_script(scripts, wanted: str | None, owned: bool) -> str | None:
+    """The user's "mailctl" script made what the inventory says; what changed, or None.
+    Activated when the user has none active, or the inventory owns their filters."""
+    names, active = scripts.listing()
+    if wanted is None:
+        if SIEVE_NAME not in names:
+            return None
+        if active == SIEVE_NAME:
+            scripts.activate(None)
+        scripts.delete(SIEVE_NAME)
+        return "removed"
+    done = []
+    if SIEVE_NAME not in names:
+        scripts.put(SIEVE_NAME, wanted)
+        done.append("installed")
+    elif not same_script(scripts.get(SIEVE_NAME), wanted):
+        scripts.put(SIEVE_NAME, wanted)
+        done.append("updated")
+    if active != SIEVE_NAME and (active is None or owned):
+        scripts.activate(SIEVE_NAME)
+        done.append("activated" if active is None else f"activated instead of {active!r}")
+    elif active != SIEVE_NAME and done:
+        done.append(f"left inactive: the user's own {active!r} is active (sieve.owned: false)")
+    return ", ".join(done) or None
+
+
+def cmd_sieve_sync(args: argparse.Namespace) -> dict:
+    """Each user's "mailctl" script as the deploy rendered it (roles/sieve); scripts of any
+    other name are the users' own and never touched."""
+    with open(args.filters, encoding="utf-8") as handle:  # JSON after '#' comment lines
+        users = json.loads("".join(line for line in handle if not line.startswith("#")))
+    store = Store(args)
+    report = {}
+    for user, entry in sorted(users.items()):
+        scripts = store.sieve(user)
+        try:
+            what = sync_inventory_script(scripts, entry.get("script"), bool(entry.get("owned")))
+        finally:
+            scripts.close()
+        if what:
+            report[user] = what
+    return {"changed": bool(report), "users": report}
 
 
 # --------------------------------------------------------------------------- manifest
@@ -322,7 +548,7 @@ def user_manifest(store: Store, user: str, keep: str | None = None) -> dict:
             imap.logout()
     # a message expunged between FETCHes is gone from the count too
     return {"mailboxes": boxes, "quota": resources, "pop3_uidls": store.uidls(user),
-            "sieve": None}
+            "sieve": read_sieve(store, user)}
 
 
 def cmd_manifest(args: argparse.Namespace, store: Store | None = None) -> dict:
@@ -855,6 +1081,7 @@ def cmd_export(args: argparse.Namespace) -> dict:
         os.makedirs(keep, mode=0o700, exist_ok=True)
         manifest = user_manifest(store, user, keep)
         write_json(os.path.join(args.stage, user, "manifest.json"), manifest)
+        write_json(os.path.join(args.stage, user, "sieve.json"), manifest["sieve"])
         result[user] = manifest
     exported = {"mailctl_manifest": FORMAT, "store": args.store, "host": socket.getfqdn(),
                 "taken": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -901,6 +1128,7 @@ def cmd_import(args: argparse.Namespace) -> dict:
         finally:
             with contextlib.suppress(imaplib.IMAP4.error, OSError):
                 imap.logout()
+        put_sieve(store, user, staged_sieve(args, user))
         # the stage was a copy in transit: the source store's own files are untouched, and
         # a migration run again exports afresh
         shutil.rmtree(os.path.join(args.stage, user), ignore_errors=True)
@@ -908,6 +1136,26 @@ def cmd_import(args: argparse.Namespace) -> dict:
     if args.archive:  # what the archive held: the copy to compare with, on a re-run too
         after["before"] = dict(after, users=before, store=None)
     return after
+
+
+def staged_sieve(args: argparse.Namespace, user: str) -> dict | None:
+    """The user's scripts as export or pull-cyrus read them from the source store (None from
+    an older export, which did not read them)."""
+    path = os.path.join(args.stage, user, "sieve.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def cmd_put_sieve(args: argparse.Namespace) -> dict:
+    """After pull-cyrus and the switch: the users' scripts into Dovecot, as Cyrus had them."""
+    store = Store(args)
+    for user in sorted(set(args.user)):
+        put_sieve(store, user, staged_sieve(args, user))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(args.stage, user, "sieve.json"))
+    return {"sieve": sorted(set(args.user))}
 
 
 def unpack_stage(args: argparse.Namespace) -> None:
@@ -1043,6 +1291,9 @@ def cmd_pull_cyrus(args: argparse.Namespace) -> dict:
                 if done.returncode != 2 or attempt == 2:
                     why = reason(done)
                     raise Failure(f"{user}: doveadm backup from Cyrus: {why}")
+            # dsync copies mailboxes only: the scripts wait in the stage for put-sieve
+            os.makedirs(os.path.join(args.stage, user), mode=0o700, exist_ok=True)
+            write_json(os.path.join(args.stage, user, "sieve.json"), read_sieve(store, user))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"pulled": sorted(set(args.user)), "kept_aside": aside}
@@ -1113,11 +1364,13 @@ def main() -> int:
     commands = {"manifest": cmd_manifest, "backup": cmd_backup, "restore": cmd_restore,
                 "release": cmd_release, "pause": cmd_pause, "lock": cmd_lock,
                 "export": cmd_export,
-                "import": cmd_import, "pull-cyrus": cmd_pull_cyrus}
+                "import": cmd_import, "pull-cyrus": cmd_pull_cyrus, "put-sieve": cmd_put_sieve,
+                "sieve-sync": cmd_sieve_sync}
     for name in commands:
         p = sub.add_parser(name)
         p.add_argument("--store", choices=("dovecot", "cyrus"), required=True)
-        p.add_argument("--user", action="append", required=True)
+        # sieve-sync: the users are the filters file's
+        p.add_argument("--user", action="append", required=name != "sieve-sync")
         p.add_argument("--admin-user", default="cyrus")
         p.add_argument("--admin-pw-file", default="/etc/mailctl/cyrus-admin.pw")
         p.add_argument("--vmail-user", default="vmail")
@@ -1137,6 +1390,8 @@ def main() -> int:
                            help="also pack the users' stage into one archive for another host")
         if name == "import":
             p.add_argument("--archive", help="an archive of `export --pack` to import")
+        if name == "sieve-sync":
+            p.add_argument("--filters", required=True, help="the rendered sieve-filters")
         if name == "restore":
             p.add_argument("--archive", required=True)
             p.add_argument("--force", action="store_true")

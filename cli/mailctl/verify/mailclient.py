@@ -44,6 +44,9 @@ _STARTTLS = {
     "pop3": (lambda port: poplib.POP3(HOST, port, timeout=10),
              lambda c: c.stls(context=_hostname_ctx()),
              lambda c: c.quit()),
+    "sieve": (lambda port: _Sieve(port),
+              lambda c: c.starttls(_hostname_ctx()),
+              lambda c: c.close()),
 }
 
 
@@ -325,6 +328,82 @@ def pop3_plain(port, source, user, password):
         return out(ok=False, error=_err(exc), **{k: v for k, v in result.items() if k != "ok"})
 
 
+class _Sieve:
+    """A ManageSieve (RFC 5804) session: the greeting's capabilities, commands, STARTTLS."""
+
+    def __init__(self, port, source=None):
+        self.sock = socket.create_connection((HOST, int(port)), 20,
+                                             source_address=(source, 0) if source else None)
+        self.file = self.sock.makefile("rb")
+        self.caps = self._capabilities()
+
+    def _response(self):
+        """Lines up to the OK/NO/BYE line; (that line, the lines before)."""
+        lines = []
+        while True:
+            raw = self.file.readline()
+            if not raw:
+                raise OSError("the server closed the connection")
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            if line.split(" ", 1)[0] in ("OK", "NO", "BYE"):
+                return line, lines
+            lines.append(line)
+
+    def _capabilities(self):
+        end, lines = self._response()
+        if not end.startswith("OK"):
+            raise OSError(f"ManageSieve greeting: {end}")
+        caps = {}
+        for line in lines:
+            words = line.split(" ", 1)
+            caps[words[0].strip('"').upper()] = words[1].strip('"') if len(words) > 1 else ""
+        return caps
+
+    def command(self, line):
+        self.sock.sendall(line.encode() + b"\r\n")
+        return self._response()[0]
+
+    def starttls(self, ctx):
+        end = self.command("STARTTLS")
+        if not end.startswith("OK"):
+            raise OSError(f"STARTTLS: {end}")
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=SERVERNAME)
+        self.file = self.sock.makefile("rb")
+        self.caps = self._capabilities()
+
+    def authenticate(self, user, password):
+        return self.command(f'AUTHENTICATE "PLAIN" "{_auth_plain(user, password)}"')
+
+    def close(self):
+        with contextlib.suppress(*ERRORS):
+            self.command("LOGOUT")
+        self.sock.close()
+
+
+def sieve_plain(port, source, user, password):
+    """ManageSieve from source: SASL mechanisms and AUTHENTICATE (valid credentials) before
+    STARTTLS; after it, a wrong password, then the right one (the control)."""
+    result = {"ok": True}
+    try:
+        client = _Sieve(port, source)
+        result["client_addr"] = client.sock.getsockname()[0]
+        result["caps_before"] = client.caps
+        result["auth_before"] = client.authenticate(user, password)
+        client.close()
+        client = _Sieve(port, source)
+        client.starttls(_hostname_ctx())
+        result["caps_after"] = client.caps
+        result["auth_wrong"] = client.authenticate(user, password + "-wrong")
+        client.close()
+        client = _Sieve(port, source)
+        client.starttls(_hostname_ctx())
+        result["auth_after"] = client.authenticate(user, password)
+        client.close()
+        return out(**result)
+    except ERRORS as exc:
+        return out(ok=False, error=_err(exc), **{k: v for k, v in result.items() if k != "ok"})
+
+
 def _login(port, user, password):
     """Log in on a TLS port (587 STARTTLS, 465, 993, 995); None on success, else the error."""
     port = int(port)
@@ -436,6 +515,9 @@ def _handshake(port, mode, ctx):
     elif mode == "pop3":
         client = poplib.POP3(HOST, port, timeout=10)
         start, close = (lambda: client.stls(context=ctx)), client.close
+    elif mode == "sieve":
+        client = _Sieve(port)
+        start, close = (lambda: client.starttls(ctx)), client.sock.close
     else:
         raise ValueError(f"unknown mode {mode}")
     try:
@@ -479,7 +561,8 @@ def tls_scan(port, mode, allowed_ciphers):
 ACTIONS = {"cert": cert_check, "submit": submit, "smtp25": plain_smtp, "imap": read_imap,
            "pop3": read_pop3, "relay": relay_probe, "smtp_auth": smtp_auth_offer,
            "imap_plain": imap_plain, "pop3_plain": pop3_plain, "badpass": bad_password,
-           "sender": sender_probe, "size": size_probe, "tls_scan": tls_scan}
+           "sender": sender_probe, "size": size_probe, "tls_scan": tls_scan,
+           "sieve_plain": sieve_plain}
 
 if __name__ == "__main__":
     ACTIONS[ACTION](*ARGS)

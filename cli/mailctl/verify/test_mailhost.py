@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-SERVICE_PORTS = [25, 465, 587, 143, 993, 110, 995]
+SERVICE_PORTS = [25, 465, 587, 143, 993, 110, 995, 4190]
 TLS_PROBES = [(25, "smtp"), (587, "smtp"), (465, "implicit"), (143, "imap"),
-              (993, "implicit"), (110, "pop3"), (995, "implicit")]
+              (993, "implicit"), (110, "pop3"), (995, "implicit"), (4190, "sieve")]
 WAIT = 60  # seconds a message may take from submission to the mailbox
 
 

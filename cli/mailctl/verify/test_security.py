@@ -32,7 +32,7 @@ MOZILLA_INTERMEDIATE_TLS12 = (
     "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
 )
 TLS_PORTS = [(25, "smtp"), (465, "implicit"), (587, "smtp"), (143, "imap"),
-             (993, "implicit"), (110, "pop3"), (995, "implicit")]
+             (993, "implicit"), (110, "pop3"), (995, "implicit"), (4190, "sieve")]
 # SSLv3 is not probed: Debian's OpenSSL (and so python3's ssl on the host) is built without
 # it, so the client cannot offer it and a "refusal" would prove nothing.
 OLD_VERSIONS = ["TLSv1", "TLSv1.1"]
@@ -225,6 +225,22 @@ def test_pop3_user_pass_refused_before_stls(client, pw_user):
         f"USER/PASS with a valid password accepted in clear text on 110: {steps}"
     assert result["login_after"] == "ok", \
         f"control: USER/PASS after STLS failed: {result['login_after']}"
+
+
+def test_managesieve_offers_no_login_before_starttls(client, pw_user):
+    result = client("sieve_plain", 4190, REMOTE_SOURCE, pw_user.address, pw_user.password)
+    assert result["ok"], result
+    assert result["client_addr"] == REMOTE_SOURCE, result
+    before = result["caps_before"]
+    assert "STARTTLS" in before, f"4190 offers no STARTTLS: {before}"
+    assert not before.get("SASL"), f"4190 offers SASL {before.get('SASL')!r} before STARTTLS"
+    assert not result["auth_before"].startswith("OK"), \
+        f"AUTHENTICATE with a valid password succeeded in clear text: {result['auth_before']}"
+    assert "PLAIN" in result["caps_after"].get("SASL", "").upper().split(), result["caps_after"]
+    assert result["auth_wrong"].startswith("NO"), \
+        f"a wrong password for {pw_user.address} was accepted on 4190: {result['auth_wrong']}"
+    assert result["auth_after"].startswith("OK"), \
+        f"control: AUTHENTICATE after STARTTLS failed: {result['auth_after']}"
 
 
 @pytest.mark.parametrize("port", [587, 465, 993, 995])

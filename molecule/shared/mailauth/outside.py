@@ -120,14 +120,18 @@ def serve(directory: str) -> None:
 
 
 def send(request: dict) -> dict:
-    """request: host, rcpt, mail_from, from_header, subject, body, and optionally
-    sign {domain, selector, key} and helo."""
+    """request: host, rcpt, mail_from ("" for the null sender <>), from_header, subject,
+    body, and optionally sign {domain, selector, key}, helo, message_id, date and headers
+    (more header fields, e.g. Precedence)."""
     import dkim
 
+    domain = request["from_header"].split("@")[1]
+    message_id = request.get("message_id") or f"<{uuid.uuid4().hex}@{domain}>"
+    extra = "".join(f"{name}: {value}\r\n" for name, value in request.get("headers", {}).items())
     message = (
         f"From: {request['from_header']}\r\nTo: {request['rcpt']}\r\n"
-        f"Subject: {request['subject']}\r\nDate: {formatdate()}\r\n"
-        f"Message-ID: <{uuid.uuid4().hex}@{request['mail_from'].split('@')[1]}>\r\n"
+        f"Subject: {request['subject']}\r\nDate: {request.get('date') or formatdate()}\r\n"
+        f"Message-ID: {message_id}\r\n{extra}"
         f"\r\n{request['body']}\r\n").encode()
     if request.get("sign"):
         sign = request["sign"]

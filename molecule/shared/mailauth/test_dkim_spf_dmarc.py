@@ -15,7 +15,7 @@ import time
 import uuid
 
 import pytest
-from world import IMAPS, SMTP, address, inventory_dir, state, tls_context
+from world import IMAPS, SMTP, address, inventory_dir, outside, outside_json, state, tls_context
 
 from mailctl.inventory import Inventory
 from mailctl.model import MailHost
@@ -42,18 +42,6 @@ def pytest_generate_tests(metafunc):
 
 
 # ------------------------------------------------------------------ the outside container
-
-def outside(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", "exec", "-i", state()["container"], *argv],
-                          input=stdin, capture_output=True, text=True, timeout=120,
-                          check=False)
-
-
-def outside_json(*argv: str, stdin: str | None = None) -> dict:
-    proc = outside("python3", f"{state()['remote']}/outside.py", *argv, stdin=stdin)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
 
 def sink_message(subject: str, timeout: float = 60) -> tuple[str, dict]:
     """The path (in the outside container) of the message with this subject, and its

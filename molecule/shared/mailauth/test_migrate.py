@@ -2,8 +2,10 @@
 to Dovecot and back while a sender keeps submitting to the migrated user and to another user.
 Every accepted message ends up in the store that serves afterwards, exactly once; the user's
 own client sees the same folders, messages, flags and keywords after each switch, and on the
-Cyrus -> Dovecot leg the same UIDs, UIDVALIDITY and POP3 UIDLs. A store killed in the middle
-of the final sync leaves delivery on the source, and the same command run again completes.
+Cyrus -> Dovecot leg the same UIDs, UIDVALIDITY and POP3 UIDLs. Sieve scripts follow, with the
+one that is active: the owner's own (uploaded over ManageSieve) and the inventory's. A store
+killed in the middle of the final sync leaves delivery on the source, and the same command
+run again completes.
 
 Run by molecule's verifier in the cyrus scenario, after test_mailbox.py (whose seeded
 mailbox it moves: folders, an unsubscribed one, a non-ASCII name, keywords, dates from years
@@ -32,6 +34,7 @@ from test_mailbox import (
     _wait_all_once,
     seed,
 )
+from test_sieve import listing, sieve_connect
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +47,34 @@ def owner():
     if not listed or listed == [None]:
         seed()
     return user
+
+
+OWN_SCRIPT = 'require ["fileinto"];\nif header :contains "Subject" "[own]" { fileinto "INBOX"; }\n'
+
+
+@pytest.fixture(scope="module")
+def own_script(owner, tmp_path_factory):
+    """A script the owner uploads and activates over ManageSieve: each migration carries it,
+    and which script is active (as it does the inventory's script of dave@sandbox.test)."""
+    path = tmp_path_factory.mktemp("sieve") / "own.sieve"
+    path.write_text(OWN_SCRIPT)
+    for action in (["--upload", "--localsieve", str(path)], ["--activate"]):
+        done = sieve_connect(owner.address, owner.password, *action, "--remotesieve", "own")
+        assert done.returncode == 0, done.stderr
+    yield path
+    sieve_connect(owner.address, owner.password, "--deactivate")
+    sieve_connect(owner.address, owner.password, "--delete", "--remotesieve", "own")
+
+
+def _scripts_carried(owner, own_script) -> None:
+    assert listing(owner) == {"own": True}, "the owner's script or its activation was lost"
+    copy = own_script.with_name("downloaded.sieve")
+    done = sieve_connect(owner.address, owner.password, "--download", "--remotesieve", "own",
+                         "--localsieve", str(copy))
+    assert done.returncode == 0, done.stderr
+    assert copy.read_text().replace("\r\n", "\n").rstrip("\n") == OWN_SCRIPT.rstrip("\n")
+    dave = next(u for u in _users() if u.address == "dave@sandbox.test")
+    assert listing(dave).get("mailctl") is True, "the inventory's script did not follow"
 
 
 def _view(user) -> tuple[dict, dict]:
@@ -130,7 +161,7 @@ def test_a_store_killed_in_the_final_sync_leaves_delivery_on_the_source(owner):
     _wait_all_once(owner, stream)  # read over IMAP from Cyrus: delivery never left it
 
 
-def test_cyrus_to_dovecot_keeps_uids_and_uidls_while_mail_flows(owner):
+def test_cyrus_to_dovecot_keeps_uids_and_uidls_while_mail_flows(owner, own_script):
     sender = _users()[1]
     before, ids_before = _view(owner)
     uidls_before = _pop3_uidls(owner)
@@ -148,9 +179,10 @@ def test_cyrus_to_dovecot_keeps_uids_and_uidls_while_mail_flows(owner):
         assert uids.items() <= ids_after[box][1].items(), f"{box}: UIDs changed"
     uidls_after = _pop3_uidls(owner)
     assert uidls_after[:len(uidls_before)] == uidls_before
+    _scripts_carried(owner, own_script)
 
 
-def test_dovecot_to_cyrus_keeps_folders_flags_and_dates_while_mail_flows(owner):
+def test_dovecot_to_cyrus_keeps_folders_flags_and_dates_while_mail_flows(owner, own_script):
     sender = _users()[1]
     before, _ = _view(owner)
     stream = Stream("during the move to cyrus", [owner.address, sender.address], count=25,
@@ -162,3 +194,4 @@ def test_dovecot_to_cyrus_keeps_folders_flags_and_dates_while_mail_flows(owner):
     _wait_all_once(sender, stream)
     after, _ = _view(owner)
     _same_mail_plus_stream(before, after, stream)
+    _scripts_carried(owner, own_script)

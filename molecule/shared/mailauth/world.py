@@ -12,6 +12,7 @@ import os
 import smtplib
 import socket
 import ssl
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,16 @@ class SMTP(smtplib.SMTP):
 
     def _get_socket(self, host, port, timeout):
         return socket.create_connection((self._address, port), timeout)
+
+
+# The outside container (harness.py): a command in it, and outside.py's one-line JSON.
+def outside(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", "exec", "-i", state()["container"], *argv],
+                          input=stdin, capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+def outside_json(*argv: str, stdin: str | None = None) -> dict:
+    proc = outside("python3", f"{state()['remote']}/outside.py", *argv, stdin=stdin)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
