@@ -14,8 +14,9 @@ import pytest
 import yaml
 from conftest import BASE_ALL, BASE_HOST, HOST
 
+from mailctl.inventory import Inventory
+from mailctl.render import render_host
 from mailctl.sieve import (
-    DUPLICATES_SCRIPT,
     Condition,
     Filters,
     Rule,
@@ -25,6 +26,8 @@ from mailctl.sieve import (
     split_requires,
 )
 from mailctl.validate import check_host
+
+SANDBOX = Path(__file__).resolve().parents[1] / "inventories" / "sandbox"
 
 ALICE = "alice@example.test"
 FIELD = "mail_users[0].sieve"
@@ -316,9 +319,12 @@ def test_a_broken_raw_script_fails_both_compilers(tmp_path):
 
 
 def test_the_duplicates_script_compiles(tmp_path):
+    """Dovecot's global duplicate guard (templates/dovecot/duplicates.sieve.j2), as rendered."""
+    [guard] = [f for f in render_host(Inventory(SANDBOX).mail_plan()[0][0])
+               if f.path.endswith("duplicates.sieve")]
     assert 'require ["duplicate"];\nif duplicate {\n    discard;\n    stop;\n}\n' in \
-        DUPLICATES_SCRIPT
-    assert_compiles(DUPLICATES_SCRIPT, tmp_path)
+        guard.content
+    assert_compiles(guard.content, tmp_path)
 
 
 @pytest.mark.parametrize("value", [{}, {"owned": True}, {"owned": False, "rules": []},

@@ -44,15 +44,6 @@ _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 HEADER = ("# Managed by mailctl from the inventory (mail_users: {address}) — changes made here "
           "are overwritten on the next deploy.")
-DUPLICATES_SCRIPT = """\
-# Managed by mailctl — duplicate suppression (RFC 7352): a message whose Message-ID this
-# user already received (Postfix retried after the store's 250 was lost) is dropped.
-require ["duplicate"];
-if duplicate {
-    discard;
-    stop;
-}
-"""
 
 
 @dataclass(frozen=True)

@@ -271,9 +271,11 @@ class DovecotScripts:
     def __init__(self, user: str):
         self.user = user
 
-    def _doveadm(self, verb: str, *argv: str, stdin: str | None = None) -> str:
-        done = subprocess.run(["doveadm", "sieve", verb, "-u", self.user, *argv], input=stdin,
-                              capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    def _doveadm(self, verb: str, *argv: str, stdin: str | None = None,
+                 formatter: str = "pager") -> str:
+        done = subprocess.run(["doveadm", "-f", formatter, "sieve", verb, "-u", self.user,
+                               *argv], input=stdin, capture_output=True, text=True,
+                              timeout=TIMEOUT, check=False)
         if done.returncode != 0:
             raise Failure(f"{self.user}: doveadm sieve {verb}: {reason(done)}")
         return done.stdout
@@ -289,7 +291,9 @@ class DovecotScripts:
         return names, active
 
     def get(self, name: str) -> str:
-        return self._doveadm("get", name)
+        # the other formatters put a "sieve script" label before the text; JSON has it exact
+        [record] = json.loads(self._doveadm("get", name, formatter="json"))
+        return next(iter(record.values()))
 
     def put(self, name: str, text: str) -> None:
         self._doveadm("put", name, stdin=text)
