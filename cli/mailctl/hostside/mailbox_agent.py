@@ -272,7 +272,7 @@ class DovecotScripts:
         self.user = user
 
     def _doveadm(self, verb: str, *argv: str, stdin: str | None = None,
-                 formatter: str = "pager") -> str:
+                 formatter: str = "flow") -> str:
         done = subprocess.run(["doveadm", "-f", formatter, "sieve", verb, "-u", self.user,
                                *argv], input=stdin, capture_output=True, text=True,
                               timeout=TIMEOUT, check=False)
@@ -282,12 +282,13 @@ class DovecotScripts:
 
     def listing(self) -> tuple[list[str], str | None]:
         names, active = [], None
-        for line in self._doveadm("list").splitlines():
-            words = line.split()
-            if words:
-                names.append(words[0])
-                if len(words) > 1 and words[-1] == "ACTIVE":
-                    active = words[0]
+        # tab-separated under a header line: names may hold spaces
+        for line in self._doveadm("list", formatter="tab").splitlines()[1:]:
+            name, _, state = line.partition("\t")
+            if name:
+                names.append(name)
+                if state.strip() == "ACTIVE":
+                    active = name
         return names, active
 
     def get(self, name: str) -> str:
