@@ -73,7 +73,7 @@ def _scripts_carried(owner, own_script) -> None:
                          "--localsieve", str(copy))
     assert done.returncode == 0, done.stderr
     assert copy.read_text().replace("\r\n", "\n").rstrip("\n") == OWN_SCRIPT.rstrip("\n")
-    dave = next(u for u in _users() if u.address == "dave@sandbox.test")
+    dave = next(u for u in _host().users if u.address == "dave@sandbox.test")
     assert listing(dave).get("mailctl") is True, "the inventory's script did not follow"
 
 
