@@ -24,7 +24,7 @@ MAIL_AUTH = ("opendkim -n", "opendmarc -n")
 
 
 @pytest.mark.parametrize("tool", ["postfix", "postconf", "doveconf", "cyr_info", "opendkim",
-                                  "opendmarc"])
+                                  "opendmarc", "sievec"])
 def test_validators_are_installed_here(tool):
     """The suite runs the real tools; make a missing one an obvious failure, not a skip."""
     assert find_tool(tool), f"{tool} is not installed on this machine"
@@ -300,3 +300,29 @@ def test_mail_auth_validators_reject_a_broken_configuration(tmp_path, path, vali
     assert results[validator].ok is False
     assert "unrecognized parameter" in results[validator].output
     assert all(r.ok for name, r in results.items() if name != validator), results
+
+
+SANDBOX = EXAMPLE.parent / "sandbox"
+
+
+@pytest.mark.parametrize("backend", ["dovecot", "cyrus"])
+def test_a_sieve_script_that_does_not_compile_is_one_line_and_exit_2(mailctl, tmp_path,
+                                                                     backend):
+    """Each store's own compiler judges the rendered scripts: dave's filters compile as
+    rendered; a raw script without its ';' fails, naming the file, the host and the user."""
+    res = mailctl("check", "-i", SANDBOX, "--backend", backend, cwd=tmp_path)
+    res.assert_clean()
+    assert "sievec dave@sandbox.test" in res.stdout
+    inventory = tmp_path / "inv"
+    shutil.copytree(SANDBOX, inventory)
+    main = inventory / "group_vars" / "all" / "main.yml"
+    main.write_text(main.read_text().replace(
+        "      vacation:\n", '      script: |\n        require "fileinto";\n'
+        '        fileinto "x"\n      vacation:\n', 1))
+    res = mailctl("check", "-i", inventory, "--backend", backend, cwd=tmp_path)
+    assert res.exit_code == 2, res.stdout + res.stderr
+    [line] = [line for line in res.stderr.splitlines() if "FAILED" in line]
+    assert line.startswith("mailctl-sandbox: sievec dave@sandbox.test "
+                           "(inv/group_vars/all/main.yml: mail_users, sieve): FAILED: "
+                           "the rendered script: "), line
+    assert "line 23" in line, line  # the raw script's line, counted in the whole script

@@ -100,11 +100,10 @@ def compile_scripts(host: MailHost, work: Path, source: str) -> list[CheckResult
         (work / "config").mkdir()
         (work / "imapd.conf").write_text(f"configdirectory: {work / 'config'}\n"
                                          f"partition-default: {work / 'config'}\n")
-        compiler = ["sievec", "-C", str(work / "imapd.conf")]
+        options = ["-C", str(work / "imapd.conf")]
+        tool = _cyrus_tool("sievec")  # not on PATH, where Dovecot's (Pigeonhole) is
     else:
-        compiler = ["sievec"]
-    # Cyrus's sievec is not on PATH; Dovecot's (Pigeonhole) is, under the same name
-    tool = (_cyrus_tool("sievec") if host.backend == "cyrus" else find_tool("sievec"))
+        options, tool = [], find_tool("sievec")
     results = []
     for n, (address, text) in enumerate(sorted(scripts.items())):
         label = f"sievec {address} ({source}: mail_users, sieve)"
@@ -114,14 +113,16 @@ def compile_scripts(host: MailHost, work: Path, source: str) -> list[CheckResult
             continue
         script = work / f"{n}.sieve"
         script.write_text(text, encoding="utf-8")
-        proc = subprocess.run([tool, *compiler[1:], str(script), str(work / f"{n}.bin")],
+        proc = subprocess.run([tool, *options, str(script), str(work / f"{n}.bin")],
                               capture_output=True, text=True, timeout=120, check=False)
         # the compilers name the script by its temporary file: drop that name
         lines = [line.replace(f"{script}: ", "").replace(f"{n}: ", "", 1)
                  for line in (proc.stdout + proc.stderr).splitlines()
                  if line.strip() and "parse failed" not in line and "Fatal:" not in line]
+        # line numbers count in the whole rendered script (header, vacation, rules, raw)
         results.append(CheckResult(host.name, label, proc.returncode == 0,
-                                   " | ".join(lines[:5])))
+                                   "the rendered script: " + " | ".join(lines[:5])
+                                   if proc.returncode else ""))
     return results
 
 

@@ -201,7 +201,7 @@ def _context(host: MailHost, plat: dict[str, Any], topology: Topology,
 
 def _sieve_filters(host: MailHost) -> dict[str, Any]:
     """Every user's script named "mailctl" (None: the user has none, so a deploy removes
-    it) and whether the inventory owns the user's filters (roles/sieve/files)."""
+    it) and whether the inventory owns the user's filters (roles/sieve installs them)."""
     return {u.address: {"script": render_script(u.sieve, u.address) if u.sieve else None,
                         "owned": bool(u.sieve and u.sieve.owned)}
             for u in host.users}
