@@ -942,9 +942,9 @@ def dovecot_replace(user: str, copy: str, vmail_user: str, stamp: str) -> str | 
 
 
 def cmd_restore(args: argparse.Namespace) -> dict:
-    """Make each user's mail what the archive holds, exactly. Mail the archive does not have
-    is never removed silently: without --force such a user stops the restore before any
-    change; with it, the replaced mail is kept aside on the host."""
+    """Make each user's mail and Sieve scripts what the archive holds, exactly. Mail the
+    archive does not have is never removed silently: without --force such a user stops the
+    restore before any change; with it, the replaced mail is kept aside on the host."""
     stage = tempfile.mkdtemp(prefix="mailctl-restore-", dir=args.work_dir)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     kept_aside = {}
@@ -988,6 +988,8 @@ def cmd_restore(args: argparse.Namespace) -> dict:
                         kept_aside[user] = aside
                     else:
                         shutil.rmtree(aside)
+            for user in users:  # the scripts too (None: a backup older than Sieve's)
+                put_sieve(live, user, saved[user].get("sieve"))
             paused.keep = False
             result = cmd_manifest(args)
     finally:
