@@ -35,21 +35,16 @@ class CheckResult:
         return f"{self.host}: {self.validator}: {status}{detail}"
 
 
-def find_tool(name: str) -> str | None:
-    found = shutil.which(name)
+def find_tool(name: str, *, cyrus: bool = False) -> str | None:
+    """The tool on PATH, else in a distribution's directory for it; `cyrus`: Cyrus's own only
+    (its sievec shares a name with Dovecot's, which is on PATH)."""
+    found = None if cyrus else shutil.which(name)
     if found:
         return found
     for directory in _EXTRA_DIRS:
         candidate = Path(directory) / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
-def _cyrus_tool(name: str) -> str | None:
-    for directory in _EXTRA_DIRS:
-        candidate = Path(directory) / name
-        if "cyrus" in directory and candidate.is_file() and os.access(candidate, os.X_OK):
+        if (not cyrus or "cyrus" in directory) and candidate.is_file() \
+                and os.access(candidate, os.X_OK):
             return str(candidate)
     return None
 
@@ -101,7 +96,7 @@ def compile_scripts(host: MailHost, work: Path, source: str) -> list[CheckResult
         (work / "imapd.conf").write_text(f"configdirectory: {work / 'config'}\n"
                                          f"partition-default: {work / 'config'}\n")
         options = ["-C", str(work / "imapd.conf")]
-        tool = _cyrus_tool("sievec")  # not on PATH, where Dovecot's (Pigeonhole) is
+        tool = find_tool("sievec", cyrus=True)
     else:
         options, tool = [], find_tool("sievec")
     results = []
