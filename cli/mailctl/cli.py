@@ -565,11 +565,13 @@ def sandbox_down() -> None:
 
 @main.command("test")
 @click.argument("scenario", required=False)
-def test_cmd(scenario: str | None) -> None:
+@click.option("--jobs", "-j", type=click.IntRange(1, 8), default=1, show_default=True,
+              help="Scenarios run at once, in lanes balanced by their CI times.")
+def test_cmd(scenario: str | None, jobs: int) -> None:
     """Run molecule scenarios (all, or SCENARIO) from a mailctl checkout."""
     from .scenarios import run_scenarios
 
-    durations = run_scenarios(scenario, click.echo)
+    durations = run_scenarios(scenario, click.echo, jobs)
     click.echo("scenario times:")
     base = durations.get("default")
     for name, seconds in durations.items():
