@@ -12,6 +12,7 @@ from pathlib import Path
 from .components import Validator
 from .inventory import Inventory
 from .model import MailHost
+from .passwords import hash_users
 from .render import host_components, render_host, write_tree
 from .sieve import render_script
 
@@ -72,6 +73,7 @@ def check_inventory(inv: Inventory, limit: str | None = None,
     results = []
     with tempfile.TemporaryDirectory(prefix="mailctl-check-") as tmp:
         hosts, topology = inv.mail_plan(limit, backend)
+        hash_users(hosts)
         for host in hosts:
             root = Path(tmp) / host.name
             write_tree(render_host(host, topology), root)

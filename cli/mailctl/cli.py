@@ -14,6 +14,7 @@ from .checks import check_inventory
 from .errors import InputError, MailctlError, ValidationFailed
 from .inventory import Inventory
 from .model import BACKENDS
+from .passwords import hash_users
 from .render import render_host, write_tree
 
 
@@ -140,6 +141,7 @@ def init(directory: Path, hostname: str, domains: tuple[str, ...], backend: str,
 def render(inv: Inventory, limit, backend, output: Path) -> None:
     """Write each host's configuration tree (OUTPUT/HOST/etc/postfix/main.cf, ...)."""
     hosts, topology = inv.mail_plan(limit, backend)
+    hash_users(hosts)  # every host's password hashes at once, on every core
     for host in hosts:
         files = render_host(host, topology)
         write_tree(files, output / host.name)

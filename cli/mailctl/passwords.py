@@ -1,13 +1,23 @@
-"""Password hashes for Dovecot's passwd-file: SHA512-CRYPT, computed in pure Python.
+"""Password hashes for Dovecot's passwd-file: SHA512-CRYPT.
 
 The salt is derived from the host and the address, so rendering is deterministic (same input,
 same bytes) and a redeploy with unchanged passwords changes nothing, while no two users or
-hosts share a salt. The algorithm is Ulrich Drepper's SHA-crypt, as glibc and Dovecot use it.
+hosts share a salt. The algorithm is Ulrich Drepper's SHA-crypt, as glibc and Dovecot use it:
+computed by the system's libcrypt (C, about 2x faster, and in parallel threads: ctypes lets
+go of the GIL) when it has one, else in pure Python (same bytes). Nothing is remembered
+between runs: a cache would have to key on something faster to test a guess against than
+the hash itself.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
+import os
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 _ITOA64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -23,9 +33,61 @@ def derived_salt(*parts: str) -> str:
     return "".join(_ITOA64[b & 0x3F] for b in digest[:16])
 
 
-@lru_cache(maxsize=4096)
+_CRYPT_DATA_SIZE = 1 << 18  # >= struct crypt_data of libxcrypt (32 KiB) and old glibc (128 KiB)
+_local = threading.local()
+_memo: dict[tuple[str, str, int], str] = {}  # filled by hash_all, for this process only
+
+
+@lru_cache(maxsize=1)
+def _crypt_r():
+    """libcrypt's crypt_r, or None when this system has none."""
+    name = ctypes.util.find_library("crypt")
+    try:
+        func = ctypes.CDLL(name or "libcrypt.so.1").crypt_r
+    except (OSError, AttributeError):
+        return None
+    func.restype = ctypes.c_char_p
+    func.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p]
+    return func
+
+
+def _setting(salt: str, rounds: int) -> str:
+    return f"$6${salt}" if rounds == ROUNDS else f"$6$rounds={rounds}${salt}"
+
+
+def _c_crypt(password: str, salt: str, rounds: int) -> str | None:
+    func = _crypt_r()
+    if func is None or "\0" in password:
+        return None
+    if not hasattr(_local, "data"):  # crypt_r's state: one per thread
+        _local.data = ctypes.create_string_buffer(_CRYPT_DATA_SIZE)
+    setting = _setting(salt, rounds)
+    out = func(password.encode("utf-8"), setting.encode("ascii"), _local.data)
+    result = out.decode("ascii") if out else ""
+    return result if result.startswith(setting + "$") else None  # "*0": refused (e.g. FIPS)
+
+
+def hash_all(items: Iterable[tuple[str, str]], rounds: int = ROUNDS) -> None:
+    """Compute the hashes of (password, salt) ITEMS ahead, on every core: rendering many
+    hosts then finds each in the memo."""
+    todo = list({(p, s[:16], rounds) for p, s in items} - _memo.keys())
+    if len(todo) < 2 or _crypt_r() is None:
+        return
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        _memo.update(zip(todo, pool.map(lambda k: sha512_crypt(*k), todo), strict=True))
+
+
 def sha512_crypt(password: str, salt: str, rounds: int = ROUNDS) -> str:
     """The crypt(3) string '$6$salt$hash' for password."""
+    salt = salt[:16]
+    key = (password, salt, rounds)
+    if key in _memo:
+        return _memo[key]
+    return _c_crypt(password, salt, rounds) or _py_crypt(password, salt, rounds)
+
+
+@lru_cache(maxsize=4096)
+def _py_crypt(password: str, salt: str, rounds: int = ROUNDS) -> str:
     p, s = password.encode("utf-8"), salt.encode("ascii")[:16]
     length = len(p)
     alt = hashlib.sha512(p + s + p).digest()
@@ -81,3 +143,10 @@ def _b64(b2: int, b1: int, b0: int, n: int) -> str:
 
 def dovecot_hash(password: str, *salt_parts: str) -> str:
     return "{SHA512-CRYPT}" + sha512_crypt(password, derived_salt(*salt_parts))
+
+
+def hash_users(hosts: Iterable) -> None:
+    """hash_all for the users of HOSTS (MailHost) with a password and no password_hash,
+    salted as dovecot_hash salts them."""
+    hash_all((u.password, derived_salt(h.hostname, u.address))
+             for h in hosts for u in h.users if u.password and not u.password_hash)
