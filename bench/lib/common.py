@@ -104,13 +104,14 @@ def remove(names: list[str]) -> None:
         docker("rm", "-f", name, check=False)
 
 
-def write_inventory(directory: Path, hosts: dict[str, str], users: int) -> Path:
+def write_inventory(directory: Path, hosts: dict[str, str], users: int,
+                    connection: str = "community.docker.docker") -> Path:
     """A mailctl inventory for bench containers: hosts {container name: backend}, users
     u0..u<n-1>@bench.test with passwords bench-pw-uN (1G quota each)."""
     (directory / "group_vars" / "all").mkdir(parents=True, exist_ok=True)
     lines = ["---", "all:", "  hosts:"]
     for name, backend in hosts.items():
-        lines += [f"    {name}:", "      ansible_connection: community.docker.docker",
+        lines += [f"    {name}:", f"      ansible_connection: {connection}",
                   "      ansible_python_interpreter: /usr/bin/python3",
                   f"      mail_backend: {backend}"]
     (directory / "hosts.yml").write_text("\n".join(lines) + "\n")

@@ -5,6 +5,9 @@ Deploy (one prepared container, mailctl-bench-deploy, Dovecot):
   no-change redeploy    mailctl deploy again (must report changed=0)
   floor                 `ansible -m setup` against the same host: connecting and gathering
                         facts, the least any Ansible run there costs
+  with Mitogen          the no-change redeploy with Mitogen for Ansible (its mitogen_linear
+                        strategy; the inventory says `docker`, the connection Mitogen
+                        replaces), when Mitogen is installed in the venv
 Redeploy and floor alternate --repeat times; medians are compared. Target: redeploy ≤ 4x.
 
 Render (no host): an inventory of --hosts hosts is generated (host_vars per host: its mail
@@ -71,13 +74,25 @@ def changed_count(output: str) -> int | None:
     return sum(int(n) for n in found) if found else None
 
 
-def bench_deploy(args: argparse.Namespace, workdir: Path) -> list[str]:
+def mitogen_env() -> dict | None:
+    """mailctl's environment with Mitogen's strategy, or None when it is not installed."""
     env = mailctl_env()
+    found = run(tool("python"), "-c", "import ansible_mitogen, os; "
+                "print(os.path.dirname(ansible_mitogen.__file__))", env=env, check=False)
+    if found.returncode != 0:
+        return None
+    env["ANSIBLE_STRATEGY_PLUGINS"] = found.stdout.strip() + "/plugins/strategy"
+    env["ANSIBLE_STRATEGY"] = "mitogen_linear"
+    return env
+
+
+def bench_deploy(args: argparse.Namespace, workdir: Path) -> list[str]:
+    env, with_mitogen = mailctl_env(), mitogen_env()
     inv = write_inventory(workdir / "deploy-inv", {NAME: "dovecot"}, args.users)
     start_container(NAME, reuse=False)
     log(f"{NAME}: first deploy …")
     first, _ = timed(tool("mailctl"), "deploy", "-i", str(inv), env=env)
-    redeploys, floors, changed = [], [], []
+    redeploys, floors, changed, mitogens, mitogen_changed = [], [], [], [], []
     for i in range(args.repeat):
         log(f"no-change redeploy and floor, {i + 1}/{args.repeat} …")
         took, out = timed(tool("mailctl"), "deploy", "-i", str(inv), env=env)
@@ -86,8 +101,26 @@ def bench_deploy(args: argparse.Namespace, workdir: Path) -> list[str]:
         took, _ = timed(tool("ansible"), "-i", str(inv / "hosts.yml"), NAME, "-m", "setup",
                         env=env)
         floors.append(took)
+        if with_mitogen:
+            mitogen_inv = write_inventory(workdir / "deploy-inv-mitogen", {NAME: "dovecot"},
+                                          args.users, connection="docker")
+            t0 = time.monotonic()
+            proc = run(tool("mailctl"), "deploy", "-i", str(mitogen_inv), env=with_mitogen,
+                       check=False)
+            mitogens.append(time.monotonic() - t0)
+            mitogen_changed.append(changed_count(proc.stdout + proc.stderr)
+                                   if proc.returncode == 0 else f"FAILED (exit {proc.returncode})")
+            if proc.returncode:
+                for line in (proc.stdout + proc.stderr).strip().splitlines()[-10:]:
+                    log(f"  mitogen | {line}")
     red, flo = statistics.median(redeploys), statistics.median(floors)
     ratio = red / flo
+    mitogen_lines = [
+        f"  with Mitogen (median)        {statistics.median(mitogens):7.1f} s   "
+        f"{statistics.median(mitogens) / flo:5.1f}x floor   runs: "
+        f"{', '.join(f'{t:.1f}' for t in mitogens)} s; reported changed: "
+        f"{', '.join('?' if c is None else str(c) for c in mitogen_changed)}",
+    ] if mitogens else ["  with Mitogen: not measured (not installed in the venv)"]
     return [
         "deploy (one container, Dovecot, mailctl-base:bookworm-amd64-mail):",
         f"  first deploy                 {first:7.1f} s   {first / flo:5.1f}x floor",
@@ -96,6 +129,7 @@ def bench_deploy(args: argparse.Namespace, workdir: Path) -> list[str]:
         f"{', '.join('?' if c is None else str(c) for c in changed)}",
         f"  floor: ansible -m setup      {flo:7.1f} s           "
         f"runs: {', '.join(f'{t:.1f}' for t in floors)} s",
+        *mitogen_lines,
         f"  redeploy / floor = {ratio:.2f}   target ≤ 4: {'met' if ratio <= 4 else 'MISSED'}",
         *task_profile(inv),
     ]

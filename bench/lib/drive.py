@@ -15,6 +15,9 @@ Sends --messages messages of --size bytes with Postfix's smtp-source to 127.0.0.
           cyrus:   IMAP STATUS INBOX MESSAGES as each user (STARTTLS on 127.0.0.1);
           none:    the queue is empty (for the discard ceiling).
 
+Memory: the stack's PSS (every process in the container but the driver and smtp-source)
+before the load (idle) and its highest one-second sample until drained (peak).
+
 The queue is polled by reading its directories (cheap, no process started); the store is
 counted only once the queue is empty, so counting does not compete with delivery. Prints one
 JSON line. Exit 1 on a failed smtp-source or when the timeout passes.
@@ -31,6 +34,7 @@ import re
 import ssl
 import subprocess
 import sys
+import threading
 import time
 
 QUEUE = "/var/spool/postfix"
@@ -111,6 +115,37 @@ def breakdown(before: dict, after: dict) -> dict[str, float]:
     return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v > 0}
 
 
+def stack_pss_kib() -> int:
+    """The stack's memory: the proportional set size (shared pages split among their users)
+    of every process in the container but this driver and its smtp-source load."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as handle:
+                if handle.read().strip() == "smtp-source":
+                    continue
+            with open(f"/proc/{pid}/smaps_rollup") as handle:
+                total += sum(int(line.split()[1]) for line in handle if line.startswith("Pss:"))
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile, or a kernel thread
+    return total
+
+
+class PeakMemory(threading.Thread):
+    """Samples stack_pss_kib() every second until stopped; .peak is the highest."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(1.0):
+            self.peak = max(self.peak, stack_pss_kib())
+
+
 def users(args: argparse.Namespace) -> list[str]:
     return [f"u{i}@{args.domain}" for i in range(args.users)]
 
@@ -136,6 +171,9 @@ def main() -> int:
         print(json.dumps({"error": "the queue is not empty before the run"}))
         return 1
     before = counter(args)
+    idle_kib = stack_pss_kib()
+    sampler = PeakMemory()
+    sampler.start()
     snapshot = cpu_by_process() if args.breakdown else {}
     per_user, sessions = args.messages // args.users, args.sessions // args.users
     t0 = time.monotonic()
@@ -165,7 +203,11 @@ def main() -> int:
             time.sleep(0.2)
         else:
             time.sleep(0.05)
+    sampler.done.set()
+    sampler.join()
     result = {"store": args.store, "messages": args.messages, "accept_s": round(accept, 3),
+              "memory_idle_mib": round(idle_kib / 1024, 1),
+              "memory_peak_mib": round(max(sampler.peak, idle_kib) / 1024, 1),
               "delivered": delivered if args.store != "none" else args.messages,
               "drain_s": round(drain, 3) if drain else None}
     if args.breakdown:

@@ -226,10 +226,12 @@ def _sender_logins(host: MailHost) -> list[tuple[str, tuple[str, ...]]]:
 
 def write_tree(files: list[RenderedFile], root: Path) -> list[Path]:
     """Write rendered files under root (root/etc/postfix/main.cf ...); secrets get 0600."""
-    written = []
+    written, made = [], set()
     for f in files:
         target = root / f.path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in made:  # a host's 20 files share a few directories
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
         target.write_text(f.content, encoding="utf-8")
         target.chmod(0o600 if f.secret else 0o644)
         written.append(target)
