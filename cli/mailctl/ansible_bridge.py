@@ -225,10 +225,11 @@ def _tls_files(host: MailHost, data: dict[str, Any], key_group: str) -> list[dic
         for src, dest, mode in extra if src]
 
 
-def installed_stores(stores: list[dict[str, Any]], packages: dict[str, Any]) -> list[dict]:
+def installed_stores(stores: list[dict[str, Any]], absent: list[str]) -> list[dict]:
     """The stores (as in host_summary's other_stores) whose IMAP server is installed on the
-    host (`packages`: Ansible's package_facts)."""
-    return [s for s in stores if s["mail"]["server"] in packages]
+    host (`absent`: the packages the role's probe found not installed, the servers among
+    them)."""
+    return [s for s in stores if s["mail"]["server"] not in absent]
 
 
 def departing_domains(stored: list[dict[str, Any]], topology: dict[str, Any]
