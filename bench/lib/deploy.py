@@ -105,8 +105,9 @@ def bench_deploy(args: argparse.Namespace, workdir: Path) -> list[str]:
             mitogen_inv = write_inventory(workdir / "deploy-inv-mitogen", {NAME: "dovecot"},
                                           args.users, connection="docker")
             t0 = time.monotonic()
-            proc = run(tool("mailctl"), "deploy", "-i", str(mitogen_inv), env=with_mitogen,
-                       check=False)
+            # the same local CA and DKIM keys, or each variant would reinstall its own
+            proc = run(tool("mailctl"), "deploy", "-i", str(mitogen_inv), "--ca-dir",
+                       str(inv / ".mailctl-ca"), env=with_mitogen, check=False)
             mitogens.append(time.monotonic() - t0)
             mitogen_changed.append(changed_count(proc.stdout + proc.stderr)
                                    if proc.returncode == 0 else f"FAILED (exit {proc.returncode})")
