@@ -77,6 +77,7 @@ def hash_all(items: Iterable[tuple[str, str]], rounds: int = ROUNDS) -> None:
         _memo.update(zip(todo, pool.map(lambda k: sha512_crypt(*k), todo), strict=True))
 
 
+@lru_cache(maxsize=4096)  # a render may ask for a user's hash more than once
 def sha512_crypt(password: str, salt: str, rounds: int = ROUNDS) -> str:
     """The crypt(3) string '$6$salt$hash' for password."""
     salt = salt[:16]
@@ -86,7 +87,6 @@ def sha512_crypt(password: str, salt: str, rounds: int = ROUNDS) -> str:
     return _c_crypt(password, salt, rounds) or _py_crypt(password, salt, rounds)
 
 
-@lru_cache(maxsize=4096)
 def _py_crypt(password: str, salt: str, rounds: int = ROUNDS) -> str:
     p, s = password.encode("utf-8"), salt.encode("ascii")[:16]
     length = len(p)
