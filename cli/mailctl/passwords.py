@@ -128,8 +128,7 @@ def _py_crypt(password: str, salt: str, rounds: int = ROUNDS) -> str:
     for b2, b1, b0 in _ORDER:
         out.append(_b64(digest[b2], digest[b1], digest[b0], 4))
     out.append(_b64(0, 0, digest[63], 2))
-    prefix = "$6$" if rounds == ROUNDS else f"$6$rounds={rounds}$"
-    return f"{prefix}{s.decode()}${''.join(out)}"
+    return f"{_setting(s.decode(), rounds)}${''.join(out)}"
 
 
 def _b64(b2: int, b1: int, b0: int, n: int) -> str:
