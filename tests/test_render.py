@@ -6,6 +6,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -498,6 +499,34 @@ def _jail(text: str) -> configparser.ConfigParser:
     return parser
 
 
+# the journal lines each login jail reads: those of the processes that take logins
+SUBMISSION = (" SYSLOG_IDENTIFIER=postfix/submission/smtpd"
+              " SYSLOG_IDENTIFIER=postfix/submissions/smtpd")
+CYRUS_LOGINS = "".join(f" SYSLOG_IDENTIFIER=cyrus/{s}" for s in ("imap", "imaps", "pop3", "pop3s"))
+
+
+def test_fail2ban_journal_identifiers_are_the_services_that_take_logins():
+    """The jails name processes by syslog identifier; these must be the services the same
+    render defines (master.cf's syslog_name, cyrus.conf's service names), or a jail would
+    read nothing and never ban."""
+    for backend in ("dovecot", "cyrus"):
+        files = _rendered(backend=backend)
+        wanted = re.findall(r"SYSLOG_IDENTIFIER=(\S+?)(?=[ '])",
+                            files["/etc/fail2ban/jail.d/mailctl.local"])
+        master = files["/etc/postfix/master.cf"]
+        postfix_idents = {f"postfix/{name}/smtpd" for name in
+                          re.findall(r"-o syslog_name=postfix/(\w+)", master)} | (
+            {"postfix/postscreen"} if re.search(r"^smtp +inet .* postscreen$", master, re.M)
+            else set())
+        cyrus_idents = {f"cyrus/{name}" for name, cmd in re.findall(
+            r"^ +(\w+) +cmd=\"(imapd|pop3d)[^\"]*\" listen=\"\d+\"",
+            files.get("/etc/cyrus.conf", ""), re.M)}
+        assert wanted and set(wanted) <= postfix_idents | cyrus_idents, (backend, wanted)
+        if backend == "cyrus":
+            assert cyrus_idents == {"cyrus/imap", "cyrus/imaps", "cyrus/pop3", "cyrus/pop3s"}
+            assert cyrus_idents <= set(wanted)
+
+
 def test_fail2ban_jails_never_ban_peers_and_follow_the_store_journal():
     peers = Topology(peers=("198.51.100.7", "2001:db8::25"))
     variables = {"mail_mynetworks": ["127.0.0.0/8", "[::1]/128", "192.0.2.0/24",
@@ -524,17 +553,17 @@ def test_fail2ban_jails_never_ban_peers_and_follow_the_store_journal():
     assert "198.51.100.7" not in alone["DEFAULT"]["ignoreip"]
     assert alone.sections() == ["mailctl-postfix-sasl", "mailctl-postscreen", "mailctl-cyrus"]
     assert jail["mailctl-cyrus"]["filter"] == \
-        "cyrus-imap[journalmatch='_SYSTEMD_UNIT=cyrus-imapd.service']"
+        "cyrus-imap[journalmatch='_SYSTEMD_UNIT=cyrus-imapd.service" + CYRUS_LOGINS + "']"
     assert jail["mailctl-postfix-sasl"]["filter"] == \
-        "postfix[mode=auth, journalmatch='_SYSTEMD_UNIT=postfix@-.service']"
+        "postfix[mode=auth, journalmatch='_SYSTEMD_UNIT=postfix@-.service" + SUBMISSION + "']"
     assert jail["mailctl-cyrus"]["port"] == "25,465,587,110,143,993,995,4190"
     # SUSE names its units otherwise; the default action blocks with nftables
     suse = _jail(_rendered(backend="cyrus", mail_platform="suse")[
         "/etc/fail2ban/jail.d/mailctl.local"])
     assert suse["mailctl-cyrus"]["filter"] == \
-        "cyrus-imap[journalmatch='_SYSTEMD_UNIT=cyrus.service']"
+        "cyrus-imap[journalmatch='_SYSTEMD_UNIT=cyrus.service" + CYRUS_LOGINS + "']"
     assert suse["mailctl-postfix-sasl"]["filter"] == \
-        "postfix[mode=auth, journalmatch='_SYSTEMD_UNIT=postfix.service']"
+        "postfix[mode=auth, journalmatch='_SYSTEMD_UNIT=postfix.service" + SUBMISSION + "']"
     assert suse["DEFAULT"]["banaction"] == "nftables-multiport"
     dovecot = _jail(_rendered()["/etc/fail2ban/jail.d/mailctl.local"])
     assert dovecot["mailctl-dovecot"]["filter"] == \

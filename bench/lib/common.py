@@ -130,7 +130,18 @@ def write_inventory(directory: Path, hosts: dict[str, str], users: int,
 def mailctl_env() -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{env.get('PATH', '')}"
+    return env
 
+
+def mitogen_env() -> dict | None:
+    """mailctl's environment with Mitogen's strategy, or None when it is not installed."""
+    env = mailctl_env()
+    found = run(tool("python"), "-c", "import ansible_mitogen, os; "
+                "print(os.path.dirname(ansible_mitogen.__file__))", env=env, check=False)
+    if found.returncode != 0:
+        return None
+    env["ANSIBLE_STRATEGY_PLUGINS"] = found.stdout.strip() + "/plugins/strategy"
+    env["ANSIBLE_STRATEGY"] = "mitogen_linear"
     return env
 
 

@@ -37,6 +37,7 @@ from common import (
     host_info,
     log,
     mailctl_env,
+    mitogen_env,
     remove,
     run,
     start_container,
@@ -72,18 +73,6 @@ def timed(*argv: str, env: dict | None = None) -> tuple[float, str]:
 def changed_count(output: str) -> int | None:
     found = re.findall(r"changed[=: ]+(\d+)", output)
     return sum(int(n) for n in found) if found else None
-
-
-def mitogen_env() -> dict | None:
-    """mailctl's environment with Mitogen's strategy, or None when it is not installed."""
-    env = mailctl_env()
-    found = run(tool("python"), "-c", "import ansible_mitogen, os; "
-                "print(os.path.dirname(ansible_mitogen.__file__))", env=env, check=False)
-    if found.returncode != 0:
-        return None
-    env["ANSIBLE_STRATEGY_PLUGINS"] = found.stdout.strip() + "/plugins/strategy"
-    env["ANSIBLE_STRATEGY"] = "mitogen_linear"
-    return env
 
 
 def bench_deploy(args: argparse.Namespace, workdir: Path) -> list[str]:

@@ -1,5 +1,11 @@
 """Deploy at scale: wall time of `mailctl deploy` to N hosts (N = 1, 5, 10 by default), a
-first deploy and a no-change redeploy per N, with the ratio to N = 1.
+first deploy and a no-change redeploy per N, with the ratio to N = 1, and the controller's
+CPU-seconds per host for the no-change redeploy (and with Mitogen for Ansible, when the venv
+has it: its mitogen_linear strategy over the same SSH connections).
+
+Controller CPU: the deploys run in a cpuacct cgroup of their own (cgroup v1), which counts
+every process they start, also the ssh ControlPersist masters that outlive a run and are
+nobody's child; without that cgroup, only mailctl and the processes it waited for.
 
 The hosts are systemd containers from the prepared image mailctl-base:bookworm-amd64-mail
 (the mail packages already in apt's cache, so downloads are not what is measured), reached
@@ -21,7 +27,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import IMAGE, BenchError, containers, ensure_engine_and_image, guarded, log, tool
+from common import (
+    IMAGE,
+    BenchError,
+    containers,
+    ensure_engine_and_image,
+    guarded,
+    log,
+    mailctl_env,
+    mitogen_env,
+    tool,
+)
 from common import run as sh
 
 NETWORK = "mailctl-bench-scale"
@@ -82,18 +98,46 @@ def write_inventory(directory: Path, hosts: list[tuple[str, str]], ssh_dir: Path
     (directory / "hosts.yml").write_text("\n".join(lines) + "\n")
 
 
-def deploy(inventory: Path, forks: int, ca_dir: Path) -> tuple[float, str]:
-    t0 = time.monotonic()
+CPU_GROUP = Path("/sys/fs/cgroup/cpuacct/mailctl-bench-controller")
+
+
+def cpu_group() -> Path | None:
+    try:
+        CPU_GROUP.mkdir(exist_ok=True)
+    except OSError:
+        return None
+    return CPU_GROUP
+
+
+def controller_cpu(group: Path | None) -> float:
+    """CPU seconds so far: of the cgroup, else of this process's waited-for children."""
+    if group:
+        return int((group / "cpuacct.usage").read_text()) / 1e9
+    times = os.times()
+    return times.children_user + times.children_system
+
+
+def deploy(inventory: Path, forks: int, ca_dir: Path,
+           env: dict | None = None) -> tuple[float, float, str]:
+    """One mailctl deploy: (wall seconds, controller CPU seconds, its totals line)."""
+    group = cpu_group()
+
+    def join_group() -> None:  # in the child, before exec
+        if group:
+            (group / "cgroup.procs").write_text(str(os.getpid()))
+
+    t0, cpu0 = time.monotonic(), controller_cpu(group)
     proc = subprocess.run([tool("mailctl"), "deploy", "-i", str(inventory), "--forks", str(forks),
                            "--ca-dir", str(ca_dir)], capture_output=True, text=True,
-                          timeout=DEPLOY_TIMEOUT, check=False)
-    elapsed = time.monotonic() - t0
+                          timeout=DEPLOY_TIMEOUT, check=False, env=env or mailctl_env(),
+                          preexec_fn=join_group)
+    elapsed, cpu = time.monotonic() - t0, controller_cpu(group) - cpu0
     if proc.returncode != 0:
         for line in (proc.stdout + proc.stderr).strip().splitlines()[-20:]:
             log(f"  | {line}")
         raise BenchError(f"mailctl deploy to {inventory} failed (its last lines are above)")
     totals = [line.strip() for line in proc.stdout.splitlines() if "host(s):" in line]
-    return elapsed, (totals[-1] if totals else "")
+    return elapsed, cpu, (totals[-1] if totals else "")
 
 
 def main() -> int:
@@ -105,6 +149,7 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     ensure_engine_and_image()
+    with_mitogen = mitogen_env()
     rows = []
     cleanup()
     try:
@@ -117,11 +162,15 @@ def main() -> int:
                 hosts = start_hosts(n, ssh_dir)
                 write_inventory(work / "inventory", hosts, ssh_dir)
                 forks = args.forks or n
-                first, _ = deploy(work / "inventory", forks, work / "ca")
-                again, again_totals = deploy(work / "inventory", forks, work / "ca")
-                print(f"N={n:<3} first deploy {first:7.1f} s   no-change {again:7.1f} s   "
-                      f"({again_totals})", flush=True)
-                rows.append((n, first, again))
+                first, _, _ = deploy(work / "inventory", forks, work / "ca")
+                again, cpu, again_totals = deploy(work / "inventory", forks, work / "ca")
+                mitogen = (deploy(work / "inventory", forks, work / "ca", with_mitogen)
+                           if with_mitogen else None)
+                print(f"N={n:<3} first deploy {first:7.1f} s   no-change {again:7.1f} s, "
+                      f"controller {cpu:6.1f} CPU-s ({again_totals})"
+                      + (f"; with Mitogen {mitogen[0]:.1f} s, {mitogen[1]:.1f} CPU-s "
+                         f"({mitogen[2]})" if mitogen else ""), flush=True)
+                rows.append((n, first, again, cpu, mitogen))
                 if not (args.keep and n == sizes[-1]):
                     cleanup()
     finally:
@@ -131,10 +180,12 @@ def main() -> int:
     print(f"\nmailctl deploy to N hosts over SSH ({IMAGE}), forks = N unless --forks; "
           f"{time.strftime('%Y-%m-%d')}, {len(os.sched_getaffinity(0))} cores")
     print(f"{'N':>4} {'first (s)':>10} {'x N=1':>7} {'per host':>9} {'no-change (s)':>14} "
-          f"{'x N=1':>7} {'per host':>9}")
-    for n, first, again in rows:
+          f"{'x N=1':>7} {'per host':>9} {'ctl CPU-s/host':>15}"
+          + (f" {'Mitogen (s)':>12} {'ctl CPU-s/host':>15}" if with_mitogen else ""))
+    for n, first, again, cpu, mitogen in rows:
         print(f"{n:>4} {first:>10.1f} {first / base['first']:>7.2f} {first / n:>9.1f} "
-              f"{again:>14.1f} {again / base['again']:>7.2f} {again / n:>9.1f}")
+              f"{again:>14.1f} {again / base['again']:>7.2f} {again / n:>9.1f} {cpu / n:>15.2f}"
+              + (f" {mitogen[0]:>12.1f} {mitogen[1] / n:>15.2f}" if mitogen else ""))
 
 
     return 0

@@ -193,9 +193,8 @@ def _context(host: MailHost, plat: dict[str, Any], topology: Topology,
         # the services that serve the certificate, and how each takes a renewed one
         "tls_services": [(c.service, c.tls_reload) for c in picked if c.tls_reload],
         "cron_schedule": cron_schedule,
-        # each component's log in the journal, as fail2ban's journalmatch
-        "journals": {c.name: " + ".join(f"_SYSTEMD_UNIT={unit}.service" for unit in c.journal)
-                     for c in picked},
+        # each component's systemd units, whose journal fail2ban reads
+        "journals": {c.name: list(c.journal) for c in picked},
     }
 
 
