@@ -19,6 +19,7 @@ removed at the end (also on Ctrl-C). Bounded: each deploy is stopped after 20 mi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -176,6 +177,9 @@ def main() -> int:
     finally:
         if not args.keep:
             cleanup()
+        # empty once the last SSH master has exited (ControlPersist); else left for the next run
+        with contextlib.suppress(OSError):
+            CPU_GROUP.rmdir()
     base = {"first": rows[0][1], "again": rows[0][2]}
     print(f"\nmailctl deploy to N hosts over SSH ({IMAGE}), forks = N unless --forks; "
           f"{time.strftime('%Y-%m-%d')}, {len(os.sched_getaffinity(0))} cores")
