@@ -79,3 +79,25 @@ def test_a_failed_scenario_stops_its_lane_and_is_named(tmp_path, monkeypatch):
     with pytest.raises(MailctlError, match="failed: cyrus"):
         run_scenarios(None, lambda line: None, jobs=2)
     assert "faults" not in ran  # it came after cyrus in cyrus's lane
+
+
+def test_a_failed_scenario_output_before_its_clean_up_is_repeated_last(tmp_path, monkeypatch):
+    # a CI log keeps only its tail, where the other lane's output would otherwise be
+    root = _fake_checkout(tmp_path, ["default", "cyrus"])
+    monkeypatch.setattr(scenarios, "share_dir", lambda: root)
+    monkeypatch.delenv("MAILCTL_SCENARIO_TIMES", raising=False)
+
+    def molecule(argv, cwd, env, check, stdout=None, stderr=None):
+        if argv[-1] == "default":
+            stdout.write(b"TASK [x]\nfatal: [mail]: FAILED! the reason\n"
+                         b"INFO     Running default > destroy\nPLAY RECAP destroyed\n")
+            return subprocess.CompletedProcess(argv, 2)
+        stdout.write(b"cyrus ok\n")
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(scenarios.subprocess, "run", molecule)
+    lines = []
+    with pytest.raises(MailctlError, match="failed: default"):
+        run_scenarios(None, lines.append, jobs=2)
+    repeated = lines[lines.index("== molecule test -s default FAILED: its last 2 lines again"):]
+    assert repeated[1:] == ["TASK [x]", "fatal: [mail]: FAILED! the reason"]

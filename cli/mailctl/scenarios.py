@@ -25,6 +25,16 @@ CI_SECONDS = {
     "ppc64le": 880, "ppc64le-cyrus": 720,
 }
 
+FAILED_TAIL = 120  # lines of a failed scenario's output printed again after every lane has ended
+
+
+def failure_tail(output: str) -> list[str]:
+    """The last lines of a failed `molecule test` before its clean-up (destroy) began: where
+    the failing task or test is."""
+    lines = output.splitlines()
+    cut = max((i for i, line in enumerate(lines) if "> destroy" in line), default=len(lines))
+    return lines[:cut][-FAILED_TAIL:] if cut > 0 else lines[-FAILED_TAIL:]
+
 
 def scenario_names(root: Path) -> list[str]:
     """Every scenario with a molecule.yml; a NOT_IN_CI file holds one back (it says why)."""
@@ -79,6 +89,7 @@ def run_scenarios(scenario: str | None, echo: Callable[[str], None],
     times_file = os.environ.get("MAILCTL_SCENARIO_TIMES")  # scripts/test's timing table
     durations: dict[str, float] = {}
     failed: list[str] = []
+    failed_tails: dict[str, list[str]] = {}  # repeated at the end: a CI log keeps only its tail
     lock = threading.Lock()
     lanes = plan_lanes(names, jobs)
     if len(lanes) > 1:
@@ -98,6 +109,9 @@ def run_scenarios(scenario: str | None, echo: Callable[[str], None],
                                       stdout=log, stderr=subprocess.STDOUT,
                                       check=False).returncode
                 log.seek(0)
+                if code != 0:
+                    failed_tails[name] = failure_tail(log.read().decode(errors="replace"))
+                    log.seek(0)
                 with lock:
                     echo(f"== molecule test -s {name}: output")
                     sys.stdout.flush()
@@ -127,6 +141,10 @@ def run_scenarios(scenario: str | None, echo: Callable[[str], None],
         thread.start()
     for thread in threads:
         thread.join()
+    for name, tail in failed_tails.items():
+        echo(f"== molecule test -s {name} FAILED: its last {len(tail)} lines again")
+        for line in tail:
+            echo(line)
     if failed:
         raise MailctlError(f"molecule scenario(s) failed: {', '.join(failed)}")
     return {name: durations[name] for name in names if name in durations}
