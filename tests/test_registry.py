@@ -114,22 +114,26 @@ def test_components_per_kind_and_platform():
     assert (fail2ban.service, fail2ban.action) == ("fail2ban", "reloaded")
     assert fail2ban.packages == ("fail2ban", "python3-systemd", "nftables")
     assert [f["dest"] for f in fail2ban.files] == [
-        "/etc/fail2ban/jail.d/mailctl.local", "/etc/fail2ban/filter.d/mailctl-postscreen.conf"]
+        "/etc/fail2ban/jail.d/mailctl.local", "/etc/fail2ban/filter.d/mailctl-postscreen.conf",
+        "/etc/fail2ban/filter.d/mailctl-dovecot.conf"]
     fail2ban_packages = {"redhat": ("fail2ban-server", "fail2ban-systemd", "nftables"),
                          "suse": ("fail2ban", "python3-systemd", "nftables")}
     for platform, packages in fail2ban_packages.items():
         picked = {c.name: c for c in render.host_components(_host(mail_platform=platform))}
         assert picked["fail2ban"].packages == packages, platform
 
-    # the postscreen filter only where postscreen runs (hosts that receive from the internet)
+    # the postscreen filter only where postscreen runs (hosts that receive from the internet),
+    # the Dovecot filter only where Dovecot takes logins
     def fail2ban_files(host):
         return [f["dest"].rsplit("/", 1)[1] for c in render.host_components(host)
                 if c.name == "fail2ban" for f in c.files]
 
     assert fail2ban_files(_host(["mx"], mail_domains=None, mail_users=None)) == [
         "mailctl.local", "mailctl-postscreen.conf"]
-    assert fail2ban_files(_host(["mailstore"])) == ["mailctl.local"]
-    assert fail2ban_files(_host(mail_postscreen={"enabled": False})) == ["mailctl.local"]
+    assert fail2ban_files(_host(["mailstore"])) == ["mailctl.local", "mailctl-dovecot.conf"]
+    assert fail2ban_files(_host(["mailstore"], mail_backend="cyrus")) == ["mailctl.local"]
+    assert fail2ban_files(_host(mail_postscreen={"enabled": False})) == [
+        "mailctl.local", "mailctl-dovecot.conf"]
     cyrus_suse = {c.name: c for c in render.host_components(
         _host(mail_backend="cyrus", mail_platform="suse"))}
     assert cyrus_suse["cyrus"].service == "cyrus"

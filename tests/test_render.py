@@ -104,6 +104,8 @@ def test_golden_trees_have_the_expected_files():
             want = set(expected[backend]) | mail_auth | {opendkim_conf[platform]} | defences
             if backend == "cyrus":
                 want.add(sasl[platform])
+            else:  # Dovecot's failed logins, each counted once
+                want.add("etc/fail2ban/filter.d/mailctl-dovecot.conf")
             if platform == "debian":
                 want.add("etc/policyd-rate-limit.yaml")
             assert set(tree(GOLDEN / f"{backend}-{platform}")) == want, (backend, platform)
@@ -567,7 +569,7 @@ def test_fail2ban_jails_never_ban_peers_and_follow_the_store_journal():
     assert suse["DEFAULT"]["banaction"] == "nftables-multiport"
     dovecot = _jail(_rendered()["/etc/fail2ban/jail.d/mailctl.local"])
     assert dovecot["mailctl-dovecot"]["filter"] == \
-        "dovecot[journalmatch='_SYSTEMD_UNIT=dovecot.service']"
+        "mailctl-dovecot[journalmatch='_SYSTEMD_UNIT=dovecot.service']"
     assert "mailctl-cyrus" not in dovecot
     # an mx: postscreen's jail alone (no logins), on port 25
     mx = _jail(_rendered(("mx",), topology=peers)["/etc/fail2ban/jail.d/mailctl.local"])

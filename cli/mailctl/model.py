@@ -296,6 +296,11 @@ class MailHost:
         return self.kind != "mx" and self.sieve.duplicates
 
     @property
+    def dovecot_logins(self) -> bool:
+        """Dovecot takes the logins (IMAP, POP3, ManageSieve): fail2ban's Dovecot jail."""
+        return self.backend == "dovecot"
+
+    @property
     def bans_offenders(self) -> bool:
         """fail2ban runs: it reads the systemd journal, so SysV hosts do not run it yet; an
         mx has a jail only with postscreen (it has no logins)."""
