@@ -89,8 +89,11 @@ def test_a_failed_scenario_output_before_its_clean_up_is_repeated_last(tmp_path,
 
     def molecule(argv, cwd, env, check, stdout=None, stderr=None):
         if argv[-1] == "default":
-            stdout.write(b"TASK [x]\nfatal: [mail]: FAILED! the reason\n"
-                         b"INFO     Running default > destroy\nPLAY RECAP destroyed\n")
+            # molecule's own words and colours
+            stdout.write("INFO     \x1b[32mdefault\x1b[0m ➜ \x1b[33mdestroy\x1b[0m: Executing\n"
+                         "created\nTASK [x]\nfatal: [mail]: FAILED! the reason\n"
+                         "INFO     \x1b[32mdefault\x1b[0m ➜ \x1b[33mdestroy\x1b[0m: Executing\n"
+                         "PLAY RECAP destroyed\n".encode())
             return subprocess.CompletedProcess(argv, 2)
         stdout.write(b"cyrus ok\n")
         return subprocess.CompletedProcess(argv, 0)
@@ -99,5 +102,6 @@ def test_a_failed_scenario_output_before_its_clean_up_is_repeated_last(tmp_path,
     lines = []
     with pytest.raises(MailctlError, match="failed: default"):
         run_scenarios(None, lines.append, jobs=2)
-    repeated = lines[lines.index("== molecule test -s default FAILED: its last 2 lines again"):]
-    assert repeated[1:] == ["TASK [x]", "fatal: [mail]: FAILED! the reason"]
+    repeated = lines[lines.index("== molecule test -s default FAILED: its last 4 lines again"):]
+    # up to the last destroy (the first one, before create, is kept)
+    assert repeated[2:] == ["created", "TASK [x]", "fatal: [mail]: FAILED! the reason"]

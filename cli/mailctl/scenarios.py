@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -28,11 +29,17 @@ CI_SECONDS = {
 FAILED_TAIL = 120  # lines of a failed scenario's output printed again after every lane has ended
 
 
+# molecule's line as an action begins, once its colours are taken out
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_DESTROY = re.compile(r"➜ destroy: Executing")
+
+
 def failure_tail(output: str) -> list[str]:
-    """The last lines of a failed `molecule test` before its clean-up (destroy) began: where
-    the failing task or test is."""
+    """The last lines of a failed `molecule test` before its last clean-up (destroy) began:
+    where the failing task or test is."""
     lines = output.splitlines()
-    cut = max((i for i, line in enumerate(lines) if "> destroy" in line), default=len(lines))
+    cut = max((i for i, line in enumerate(lines) if _DESTROY.search(_ANSI.sub("", line))),
+              default=len(lines))
     return lines[:cut][-FAILED_TAIL:] if cut > 0 else lines[-FAILED_TAIL:]
 
 
