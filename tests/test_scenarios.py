@@ -91,7 +91,10 @@ def test_a_failed_scenario_output_before_its_clean_up_is_repeated_last(tmp_path,
         if argv[-1] == "default":
             # molecule's own words and colours
             stdout.write("INFO     \x1b[32mdefault\x1b[0m ➜ \x1b[33mdestroy\x1b[0m: Executing\n"
-                         "created\nTASK [x]\nfatal: [mail]: FAILED! the reason\n"
+                         "INFO     \x1b[32mdefault\x1b[0m ➜ \x1b[33mverify\x1b[0m: Executing\n"
+                         "TASK [x]\nfatal: [mail]: FAILED! the reason\n"
+                         "INFO     \x1b[32mdefault\x1b[0m ➜ \x1b[33mcleanup\x1b[0m: Executing\n"
+                         "cleaned\n"
                          "INFO     \x1b[32mdefault\x1b[0m ➜ \x1b[33mdestroy\x1b[0m: Executing\n"
                          "PLAY RECAP destroyed\n".encode())
             return subprocess.CompletedProcess(argv, 2)
@@ -103,5 +106,5 @@ def test_a_failed_scenario_output_before_its_clean_up_is_repeated_last(tmp_path,
     with pytest.raises(MailctlError, match="failed: default"):
         run_scenarios(None, lines.append, jobs=2)
     repeated = lines[lines.index("== molecule test -s default FAILED: its last 4 lines again"):]
-    # up to the last destroy (the first one, before create, is kept)
-    assert repeated[2:] == ["created", "TASK [x]", "fatal: [mail]: FAILED! the reason"]
+    # up to the clean-up after the failed action (the destroy before create is kept)
+    assert repeated[3:] == ["TASK [x]", "fatal: [mail]: FAILED! the reason"]

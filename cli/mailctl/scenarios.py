@@ -31,16 +31,20 @@ FAILED_TAIL = 120  # lines of a failed scenario's output printed again after eve
 
 # molecule's line as an action begins, once its colours are taken out
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_DESTROY = re.compile(r"➜ destroy: Executing")
+_ACTION = re.compile(r"➜ (\w+): Executing")
+_CLEAN_UP = ("cleanup", "destroy")
 
 
 def failure_tail(output: str) -> list[str]:
-    """The last lines of a failed `molecule test` before its last clean-up (destroy) began:
-    where the failing task or test is."""
+    """The last lines of a failed `molecule test` before the clean-up that followed its last
+    action (cleanup, destroy): where the failing task or test is."""
     lines = output.splitlines()
-    cut = max((i for i, line in enumerate(lines) if _DESTROY.search(_ANSI.sub("", line))),
-              default=len(lines))
-    return lines[:cut][-FAILED_TAIL:] if cut > 0 else lines[-FAILED_TAIL:]
+    actions = [(i, m.group(1)) for i, line in enumerate(lines)
+               if (m := _ACTION.search(_ANSI.sub("", line)))]
+    last_work = max((i for i, action in actions if action not in _CLEAN_UP), default=-1)
+    cut = next((i for i, action in actions if i > last_work and action in _CLEAN_UP),
+               len(lines))
+    return lines[:cut][-FAILED_TAIL:]
 
 
 def scenario_names(root: Path) -> list[str]:
